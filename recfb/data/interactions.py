@@ -1,0 +1,414 @@
+"""``Interactions``: a log of (user, item[, value][, timestamp]) events with id maps both ways."""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from recfb.data.idmap import IdMap
+from recfb.utils.errors import DataError
+
+DUPLICATE_POLICIES = ("sum", "max", "last")
+
+
+class Interactions:
+    """Implicit-feedback events in internal id space, with external<->internal id maps.
+
+    Rows keep their input order (``order`` of a file matters for sequence data); the
+    users x items ``matrix`` is built on demand with a stated duplicate policy.
+
+    Parameters
+    ----------
+    users, items : array-like of int
+        Internal ids (0..n_users-1, 0..n_items-1). Use :meth:`from_arrays` for external ids.
+    values : array-like of float, optional
+        Weights (ratings, play counts). Default: 1 for every row.
+    timestamps : array-like of number, optional
+        Event times; needed by temporal splits and :meth:`sequences`.
+    user_map, item_map : IdMap
+        External ids; ``user_map.ids[u]`` is the external id of internal user ``u``.
+    duplicates : {"sum", "max", "last"}, default "sum"
+        How repeated (user, item) rows combine in :attr:`matrix`; "last" is by timestamp
+        when there are timestamps, else by row order.
+    """
+
+    def __init__(self, users, items, values=None, timestamps=None, *, user_map: IdMap,
+                 item_map: IdMap, duplicates: str = "sum", validate: bool = True):
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates == {duplicates!r}, must be one of {DUPLICATE_POLICIES}.")
+        if validate:
+            if users.size != items.size:
+                raise DataError(f"users has {users.size} rows but items has {items.size}; lengths must match.")
+            if users.size and (users.min() < 0 or users.max() >= len(user_map)):
+                raise DataError(f"internal user ids must lie in 0..{len(user_map) - 1}, got {users.min()}..{users.max()}.")
+            if items.size and (items.min() < 0 or items.max() >= len(item_map)):
+                raise DataError(f"internal item ids must lie in 0..{len(item_map) - 1}, got {items.min()}..{items.max()}.")
+        self.users = users
+        self.items = items
+        self.values = None if values is None else _check_values(values, users.size)
+        self.timestamps = None if timestamps is None else _check_timestamps(timestamps, users.size)
+        self.user_map = user_map
+        self.item_map = item_map
+        self.duplicates = duplicates
+        self._matrix = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_arrays(cls, users, items, values=None, timestamps=None, *, user_ids=None, item_ids=None,
+                    duplicates: str = "sum") -> "Interactions":
+        """Build from external ids. ``user_ids``/``item_ids`` fix the id space (e.g. to share it
+        between a train and a test file); otherwise it is the sorted distinct ids seen."""
+        users_arr = np.asarray(users)
+        items_arr = np.asarray(items)
+        if users_arr.ndim != 1 or items_arr.ndim != 1:
+            raise DataError(f"users and items must be 1-D, got shapes {users_arr.shape} and {items_arr.shape}.")
+        if users_arr.size != items_arr.size:
+            raise DataError(f"users has {users_arr.size} rows but items has {items_arr.size}; lengths must match.")
+        if users_arr.size == 0:
+            raise DataError("no interactions: users and items are empty.")
+        for arr, name in ((values, "values"), (timestamps, "timestamps")):
+            if arr is not None and np.asarray(arr).reshape(-1).size != users_arr.size:
+                raise DataError(f"{name} has {np.asarray(arr).size} rows but users has {users_arr.size}; lengths must match.")
+        if user_ids is None:
+            user_map, u = IdMap.from_values(users_arr, "user ids")
+        else:
+            user_map = user_ids if isinstance(user_ids, IdMap) else IdMap(user_ids, "user ids")
+            u = user_map.to_internal(users_arr)
+        if item_ids is None:
+            item_map, i = IdMap.from_values(items_arr, "item ids")
+        else:
+            item_map = item_ids if isinstance(item_ids, IdMap) else IdMap(item_ids, "item ids")
+            i = item_map.to_internal(items_arr)
+        return cls(u, i, values, timestamps, user_map=user_map, item_map=item_map,
+                   duplicates=duplicates, validate=False)
+
+    @classmethod
+    def from_matrix(cls, X, *, user_ids=None, item_ids=None) -> "Interactions":
+        """Build from a users x items sparse matrix (values = its entries)."""
+        X = sp.coo_matrix(X)
+        user_map = IdMap(np.arange(X.shape[0]) if user_ids is None else user_ids, "user ids")
+        item_map = IdMap(np.arange(X.shape[1]) if item_ids is None else item_ids, "item ids")
+        order = np.lexsort((X.col, X.row))
+        return cls(X.row[order], X.col[order], X.data[order], user_map=user_map, item_map=item_map)
+
+    @classmethod
+    def from_dataframe(cls, df, user_col: str = "user", item_col: str = "item", value_col: str | None = None,
+                       timestamp_col: str | None = None, **kwargs) -> "Interactions":
+        """Build from a pandas or polars DataFrame (columns named by the arguments)."""
+        columns = list(df.columns)
+        for col in (user_col, item_col, value_col, timestamp_col):
+            if col is not None and col not in columns:
+                raise DataError(f"column {col!r} not in the DataFrame; it has {columns}.")
+
+        def col(name):
+            if name is None:
+                return None
+            series = df[name]
+            if hasattr(series, "isna") and bool(series.isna().any()):
+                raise DataError(f"column {name!r} has {int(series.isna().sum())} missing values.")
+            if hasattr(series, "null_count") and series.null_count():
+                raise DataError(f"column {name!r} has {series.null_count()} missing values.")
+            if timestamp_col == name and str(series.dtype).startswith(("datetime", "Datetime")):
+                return _datetime_to_seconds(series)
+            return series.to_numpy()
+
+        return cls.from_arrays(col(user_col), col(item_col), col(value_col), col(timestamp_col), **kwargs)
+
+    @classmethod
+    def from_csv(cls, path, sep: str | None = None, columns=("user", "item", "value", "timestamp"),
+                 header: bool | None = None, **kwargs) -> "Interactions":
+        """Read a delimited text file (CSV, TSV, ``::``-separated; ``.gz`` allowed).
+
+        ``columns`` names the file's columns in order; use ``None`` for columns to skip. The
+        separator is guessed from the extension (``.tsv`` tab, ``.csv`` comma) when not given;
+        ``header=None`` detects a header row by whether the first field is numeric.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {path}")
+        if sep is None:
+            name = path.name.lower().removesuffix(".gz")
+            sep = "\t" if name.endswith(".tsv") else "," if name.endswith(".csv") else None
+        import gzip
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
+            lines = fh.read().splitlines()
+        lines = [ln for ln in lines if ln.strip()]
+        if not lines:
+            raise DataError(f"{path} is empty; expected rows of {', '.join(c for c in columns if c)}.")
+        if header is None:
+            first = (lines[0].split(sep) if sep != " " else lines[0].split())[0].strip()
+            header = not _is_number(first)
+        if header:
+            lines = lines[1:]
+        return cls._from_lines(lines, sep, columns, str(path), **kwargs)
+
+    @classmethod
+    def _from_lines(cls, lines, sep, columns, source: str, **kwargs) -> "Interactions":
+        rows = [ln.split(sep) if sep not in (None, " ") else ln.split() for ln in lines]
+        wanted = [(j, c) for j, c in enumerate(columns) if c is not None]
+        need = max(j for j, _ in wanted) + 1
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        if lengths.size and lengths.min() < need:
+            bad = int(np.argmin(lengths >= need))
+            raise DataError(f"{source}: line {bad + 1} has {lengths[bad]} fields, expected at least {need} "
+                            f"({', '.join(c for c in columns if c)}); is the file truncated or the separator wrong?")
+        data = {c: np.array([r[j].strip() for r in rows]) for j, c in wanted}
+        for c in ("value", "timestamp"):
+            if c in data:
+                try:
+                    data[c] = data[c].astype(np.float64)
+                except ValueError as exc:
+                    raise DataError(f"{source}: column {c!r} is not numeric ({exc}).") from None
+        for c in ("user", "item"):
+            if c not in data:
+                raise DataError(f"columns must name a 'user' and an 'item' column, got {columns}.")
+            arr = data[c]
+            if all(_is_int(v) for v in arr[:1000]) and all(_is_int(v) for v in arr):
+                data[c] = arr.astype(np.int64)
+        ts = data.get("timestamp")
+        if ts is not None and np.all(ts == np.floor(ts)):
+            ts = ts.astype(np.int64)
+        return cls.from_arrays(data["user"], data["item"], data.get("value"), ts, **kwargs)
+
+    @classmethod
+    def from_parquet(cls, path, user_col: str = "user", item_col: str = "item", value_col: str | None = None,
+                     timestamp_col: str | None = None, **kwargs) -> "Interactions":
+        """Read a Parquet file (needs pyarrow); the column names are arguments."""
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from exc
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:
+            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+        return cls.from_dataframe(table.to_pandas(), user_col, item_col, value_col, timestamp_col, **kwargs)
+
+    # ------------------------------------------------------------------ basic properties
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.n_users, self.n_items
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """External user ids; the index is the internal id."""
+        return self.user_map.ids
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.item_map.ids
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    def __repr__(self) -> str:
+        extras = [n for n, a in (("values", self.values), ("timestamps", self.timestamps)) if a is not None]
+        return (f"Interactions({len(self):,} rows, {self.n_users:,} users x {self.n_items:,} items"
+                f"{', with ' + ' and '.join(extras) if extras else ''})")
+
+    # ------------------------------------------------------------------ matrix
+    @property
+    def matrix(self) -> sp.csr_matrix:
+        """Users x items CSR float32 with sorted indices; duplicates combined by ``duplicates``."""
+        if self._matrix is None:
+            self._matrix = self.to_csr(self.duplicates)
+        return self._matrix
+
+    def to_csr(self, duplicates: str | None = None) -> sp.csr_matrix:
+        duplicates = duplicates or self.duplicates
+        if duplicates not in DUPLICATE_POLICIES:
+            raise ValueError(f"duplicates == {duplicates!r}, must be one of {DUPLICATE_POLICIES}.")
+        values = np.ones(len(self), np.float32) if self.values is None else self.values.astype(np.float32)
+        key = self.users * self.n_items + self.items
+        if duplicates == "sum":
+            X = sp.csr_matrix((values, (self.users, self.items)), shape=self.shape, dtype=np.float32)
+            X.sum_duplicates()
+            return X
+        if duplicates == "last":
+            rank = np.arange(len(self)) if self.timestamps is None else np.lexsort((np.arange(len(self)), self.timestamps))
+            order = rank[np.lexsort((np.arange(len(self)), key[rank]))]  # by key, then time
+            k = key[order]
+            last = np.r_[k[1:] != k[:-1], True]
+            sel = order[last]
+        else:  # max
+            order = np.lexsort((values, key))
+            k = key[order]
+            sel = order[np.r_[k[1:] != k[:-1], True]]
+        sel = sel[np.argsort(key[sel], kind="stable")]
+        X = sp.csr_matrix((values[sel], (self.users[sel], self.items[sel])), shape=self.shape, dtype=np.float32)
+        X.sort_indices()
+        return X
+
+    # ------------------------------------------------------------------ transformations
+    def subset(self, mask_or_index) -> "Interactions":
+        """Rows selected by a boolean mask or an index array, in the same id space."""
+        sel = np.asarray(mask_or_index)
+        return Interactions(self.users[sel], self.items[sel],
+                            None if self.values is None else self.values[sel],
+                            None if self.timestamps is None else self.timestamps[sel],
+                            user_map=self.user_map, item_map=self.item_map,
+                            duplicates=self.duplicates, validate=False)
+
+    def binarize(self, threshold: float) -> "Interactions":
+        """Keep rows with value >= ``threshold`` and set their value to 1 (same id space)."""
+        if self.values is None:
+            raise DataError("binarize needs values (ratings or counts); these interactions have none.")
+        keep = self.values >= threshold
+        if not keep.any():
+            raise DataError(f"no interaction has a value >= {threshold} (max value {self.values.max()}).")
+        out = self.subset(keep)
+        out.values = np.ones(int(keep.sum()), np.float32)
+        return out
+
+    def k_core(self, user_k: int = 5, item_k: int | None = None) -> "Interactions":
+        """Repeatedly drop users with fewer than ``user_k`` distinct items and items with fewer
+        than ``item_k`` distinct users until both hold; ids are re-indexed compactly."""
+        item_k = user_k if item_k is None else item_k
+        keep = np.ones(len(self), bool)
+        X = self.to_csr("max")
+        while True:
+            X.data[:] = 1
+            ucount = np.asarray(X.sum(axis=1)).ravel()
+            icount = np.asarray(X.sum(axis=0)).ravel()
+            bad_u, bad_i = ucount < user_k, icount < item_k
+            bad_u &= ucount > 0
+            bad_i &= icount > 0
+            if not bad_u.any() and not bad_i.any():
+                break
+            X = sp.diags((~bad_u).astype(np.float32)) @ X @ sp.diags((~bad_i).astype(np.float32))
+            X.eliminate_zeros()
+            X = X.tocsr()
+        ucount = np.asarray(X.sum(axis=1)).ravel()
+        icount = np.asarray(X.sum(axis=0)).ravel()
+        keep &= (ucount[self.users] > 0) & (icount[self.items] > 0)
+        if not keep.any():
+            raise DataError(f"the {user_k}-core (users) / {item_k}-core (items) is empty.")
+        return self.subset(keep).compact()
+
+    def compact(self) -> "Interactions":
+        """Drop users and items with no rows and re-index ids 0..n-1 (external ids kept)."""
+        u_uniq, u = np.unique(self.users, return_inverse=True)
+        i_uniq, i = np.unique(self.items, return_inverse=True)
+        return Interactions(u.reshape(-1), i.reshape(-1), self.values, self.timestamps,
+                            user_map=IdMap(self.user_ids[u_uniq], "user ids"),
+                            item_map=IdMap(self.item_ids[i_uniq], "item ids"),
+                            duplicates=self.duplicates, validate=False)
+
+    def order(self, by: str = "timestamp") -> np.ndarray:
+        """Row order grouped by user, then by time (``by="timestamp"``) or file order (``"row"``).
+        Ties in time keep the file order."""
+        rows = np.arange(len(self))
+        if by == "timestamp":
+            if self.timestamps is None:
+                raise DataError("these interactions have no timestamps; pass by='row' to use the file order, "
+                                "or load the data with a timestamp column.")
+            return np.lexsort((rows, self.timestamps, self.users))
+        if by == "row":
+            return np.lexsort((rows, self.users))
+        raise ValueError(f"by == {by!r}, must be 'timestamp' or 'row'.")
+
+    def sequences(self, by: str = "timestamp") -> list[np.ndarray]:
+        """Per internal user, the internal item ids ordered by time (or file order)."""
+        order = self.order(by)
+        counts = np.bincount(self.users, minlength=self.n_users)
+        return np.split(self.items[order], np.cumsum(counts)[:-1])
+
+    def with_id_space(self, user_map: IdMap, item_map: IdMap) -> "Interactions":
+        """Re-express these rows in another id space (every id must exist there)."""
+        u = user_map.to_internal(self.user_ids[self.users])
+        i = item_map.to_internal(self.item_ids[self.items])
+        return Interactions(u, i, self.values, self.timestamps, user_map=user_map, item_map=item_map,
+                            duplicates=self.duplicates, validate=False)
+
+
+def concatenate(parts) -> Interactions:
+    """Rows of several Interactions that share one id space, in the given order."""
+    parts = list(parts)
+    first = parts[0]
+    for p in parts[1:]:
+        if not (p.user_map is first.user_map or p.user_map == first.user_map) or not (
+                p.item_map is first.item_map or p.item_map == first.item_map):
+            raise DataError("concatenate needs Interactions in the same id space.")
+    def cat(attr):
+        arrs = [getattr(p, attr) for p in parts]
+        return None if any(a is None for a in arrs) else np.concatenate(arrs)
+    return Interactions(cat("users"), cat("items"), cat("values"), cat("timestamps"), user_map=first.user_map,
+                        item_map=first.item_map, duplicates=first.duplicates, validate=False)
+
+
+def _check_values(values, n: int) -> np.ndarray:
+    v = np.asarray(values)
+    if v.dtype.kind not in "biuf":
+        raise DataError(f"values must be numeric, got dtype {v.dtype}.")
+    v = v.astype(np.float32).reshape(-1)
+    if v.size != n:
+        raise DataError(f"values has {v.size} rows but users has {n}; lengths must match.")
+    bad = ~np.isfinite(v)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"values contains {v[row]} at row {row}; weights must be finite (no NaN or inf).")
+    if v.size and v.min() < 0:
+        row = int(np.argmin(v))
+        raise DataError(f"values contains a negative weight ({v[row]}) at row {row}; weights must be >= 0.")
+    return v
+
+
+def _check_timestamps(ts, n: int) -> np.ndarray:
+    t = np.asarray(ts)
+    if t.dtype.kind == "M":
+        t = t.astype("datetime64[s]").astype(np.int64)
+    if t.dtype.kind not in "iuf":
+        raise DataError(f"timestamps must be numeric or datetime64, got dtype {t.dtype}.")
+    t = t.reshape(-1)
+    if t.size != n:
+        raise DataError(f"timestamps has {t.size} rows but users has {n}; lengths must match.")
+    if t.dtype.kind == "f":
+        bad = ~np.isfinite(t)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"timestamps contains {t[row]} at row {row}; timestamps must be finite.")
+    return t
+
+
+def _datetime_to_seconds(series) -> np.ndarray:
+    arr = series.to_numpy()
+    return np.asarray(arr).astype("datetime64[s]").astype(np.int64)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_int(s: str) -> bool:
+    return s.isdigit() or (s[:1] == "-" and s[1:].isdigit())
+
+
+def read_interactions(path, **kwargs) -> Interactions:
+    """Read CSV/TSV(.gz) or Parquet by extension."""
+    name = os.fspath(path).lower()
+    if name.endswith(".parquet"):
+        return Interactions.from_parquet(path, **kwargs)
+    if kwargs.get("sep") is None and not name.removesuffix(".gz").endswith((".csv", ".tsv")):
+        warnings.warn(f"guessing whitespace separation for {path}", stacklevel=2)
+    return Interactions.from_csv(path, **kwargs)

@@ -1,0 +1,7 @@
+"""Recommender models. Every model follows :class:`recfb.models.base.Recommender`."""
+from recfb.models.base import Recommender, load
+from recfb.models.implicit_wrappers import ImplicitALS, ImplicitBPR
+from recfb.models.itemknn import ItemKNN
+from recfb.models.popular import MostPopular
+
+__all__ = ["Recommender", "load", "MostPopular", "ItemKNN", "ImplicitALS", "ImplicitBPR"]

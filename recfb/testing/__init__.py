@@ -1,0 +1,4 @@
+"""Test utilities for recfb models, importable by users who write their own models."""
+from recfb.testing.contract import RecommenderContract, checkerboard, checkerboard_holdout
+
+__all__ = ["RecommenderContract", "checkerboard", "checkerboard_holdout"]

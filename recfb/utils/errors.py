@@ -1,0 +1,17 @@
+"""Exceptions raised by recfb. Each subclasses the builtin a caller would naturally catch."""
+
+
+class DataError(ValueError):
+    """Input data is malformed: NaN weights, negative ids, mismatched lengths, empty input..."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An inference method was called before ``fit``."""
+
+
+class FormatError(ValueError):
+    """A saved file is truncated, tampered with, of another kind, or from a newer format."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset could not be found locally nor downloaded; the message says where we looked."""
