@@ -72,8 +72,13 @@ class Recommender:
 
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
-        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
-                   if sig.parameters[k].default is inspect.Parameter.empty or sig.parameters[k].default != v]
+        def is_default(k, v):
+            default = sig.parameters[k].default
+            try:
+                return default is not inspect.Parameter.empty and bool(default == v)
+            except (TypeError, ValueError):  # arrays and other values without a plain ==
+                return False
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if not is_default(k, v)]
         return f"{type(self).__name__}({', '.join(changed)})"
 
     # ------------------------------------------------------------------ fitting helpers
@@ -221,9 +226,10 @@ class Recommender:
     def _set_state(self, arrays: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def save(self, path) -> Path:
+    def save(self, path, metadata: dict | None = None) -> Path:
         """Write arrays + JSON metadata (class, parameters, versions, sha256 of each array) to an
-        ``.npz`` file. Never pickles; :func:`recfb.load` reads it back."""
+        ``.npz`` file. Never pickles; :func:`recfb.load` reads it back. ``metadata`` (JSON-able,
+        e.g. the dataset and split a model was trained on) comes back as ``model.metadata_``."""
         check_is_fitted(self, "n_items_")
         arrays = {k: np.ascontiguousarray(v) for k, v in self._get_state().items()}
         for k, v in arrays.items():
@@ -243,6 +249,7 @@ class Recommender:
             "recfb_version": __version__,
             "numpy_version": np.__version__,
             "params": params,
+            "user_metadata": metadata or {},
             "sha256": {k: _digest(v) for k, v in arrays.items()},
         }
         arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
@@ -267,6 +274,7 @@ def load(path) -> Recommender:
     model.n_users_ = int(arrays.pop("n_users_"))
     model.n_items_ = int(arrays.pop("n_items_"))
     model._set_state(arrays)
+    model.metadata_ = meta.get("user_metadata", {})
     return model
 
 

@@ -1,0 +1,3 @@
+from recfb.cli.main import main
+
+raise SystemExit(main())

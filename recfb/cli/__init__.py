@@ -1,0 +1,1 @@
+"""The ``recfb`` command line."""

@@ -1,0 +1,170 @@
+"""Full-ranking top-k metrics: every item is a candidate, the user's train items excluded."""
+from __future__ import annotations
+
+import numpy as np
+
+from recfb.evaluation._common import (
+    MetricResults,
+    check_batch_size,
+    check_ks,
+    check_matrices,
+    progress,
+    rows_of,
+    select_users,
+)
+from recfb.utils.errors import DataError
+
+METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+_FLT_MAX = np.finfo(np.float32).max
+
+
+def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=None,
+                    per_user: bool = False, filter_already_liked_items: bool = True,
+                    show_progress: bool = False) -> MetricResults:
+    r"""Top-k ranking metrics of ``model`` under the full-ranking protocol.
+
+    Each evaluated user's top ``max(k)`` items come from one ``model.recommend`` call per
+    batch of users, with the user's ``train_X`` row as ``user_items`` (so, by default, train
+    items are never recommended). Any object with implicit's ``recommend`` works: recfb models
+    and implicit's own. Metrics are averaged over users that have at least one test item;
+    users without test items are skipped and counted in ``n_skipped``.
+
+    With ``hits@k`` the recommended test items among the top ``k``, ``T`` the user's test
+    items and ``rel_i`` whether the item at rank ``i`` is a test item:
+
+    - ``precision@k = hits@k / k``
+    - ``recall@k = hits@k / |T|``
+    - ``ndcg@k = sum_{i<=k} rel_i / log2(i + 1)`` divided by the ideal DCG over
+      ``min(k, |T|)`` hits (binary gains)
+    - ``map@k = sum_{i<=k} rel_i * precision@i / min(k, |T|)`` (implicit's definition)
+    - ``mrr@k = 1 / rank`` of the first hit within ``k``, else 0
+    - ``hit_rate@k = 1`` if ``hits@k > 0`` else 0
+    - ``coverage@k`` = distinct items recommended in the top ``k`` over all evaluated users,
+      divided by the number of items (the only metric not averaged over users).
+
+    Test items that are also train items stay in ``T`` (as in
+    ``implicit.evaluation.ranking_metrics_at_k``): they cannot be recommended while train
+    items are filtered, so they lower recall and ndcg instead of being silently dropped.
+    ``ndcg@k`` and ``map@k`` equal implicit's ``ndcg`` and ``map``; recfb's ``precision@k``
+    divides by ``k`` while implicit's ``precision`` divides by ``min(k, |T|)`` summed over
+    users. Positions the model leaves empty (id ``-1``) or fills with a filtered item (score
+    ``-inf`` or ``-FLT_MAX``, as implicit does when a user has fewer eligible items than
+    ``k``) are never hits, never covered. Duplicate entries of ``test_X`` count once; a stored
+    entry counts as an interaction whatever its weight.
+
+    Parameters
+    ----------
+    model : object with ``recommend(userids, user_items, N, filter_already_liked_items=...)``
+    train_X, test_X : scipy.sparse matrix, users x items, same shape
+        CSR expected (other formats are converted with a warning); NaN/inf weights raise.
+    k : int or sequence of int, default (10, 20)
+        Cut-offs, each >= 1.
+    users : array of int, optional
+        Evaluate only these user ids (default: every row of ``test_X``).
+    batch_size : int, optional
+        Users per ``recommend`` call; default keeps users x items float32 scores ~64 MiB.
+    per_user : bool, default False
+        Also return per-user values in ``result.per_user``.
+    filter_already_liked_items : bool, default True
+        Passed to ``recommend``; ``False`` lets train items be recommended (and hit).
+    show_progress : bool, default False
+        tqdm progress bar over users.
+
+    Returns
+    -------
+    MetricResults
+        ``{"precision@k", "recall@k", "ndcg@k", "map@k", "mrr@k", "hit_rate@k",
+        "coverage@k"}`` for each ``k``, as Python floats; attributes ``n_users``,
+        ``n_skipped``, ``per_user``, ``k``.
+    """
+    ks = check_ks(k)
+    train, test = check_matrices(train_X, test_X)
+    n_users, n_items = test.shape
+    eval_users, n_skipped = select_users(test, users)
+    if eval_users.size == 0:
+        raise DataError("no user to evaluate: test_X has no interaction for the requested users "
+                        f"({n_skipped} skipped).")
+    if not hasattr(model, "recommend"):
+        raise TypeError(f"model must have implicit's recommend(userids, user_items, N, ...) method; "
+                        f"got {type(model).__name__}.")
+    batch_size = check_batch_size(batch_size, n_items)
+    max_k = ks[-1]
+    n_rec = min(max_k, n_items)
+
+    # Test interactions as sorted int64 keys user * n_items + item (CSR rows are sorted, so
+    # the keys are); a hit is a recommended key found in it.
+    n_test = np.diff(test.indptr)
+    test_keys = (np.repeat(np.arange(n_users, dtype=np.int64) * n_items, n_test)
+                 + test.indices.astype(np.int64))
+    n_test_eval = n_test[eval_users]
+
+    discount = 1.0 / np.log2(np.arange(2, max_k + 2))
+    ideal = np.cumsum(discount)
+    n_eval = eval_users.size
+    values = {f"{m}@{c}": np.empty(n_eval) for c in ks for m in METRICS}
+    covered = {c: np.zeros(n_items, dtype=bool) for c in ks}
+
+    bar = progress(n_eval, show_progress, "ranking metrics")
+    for start in range(0, n_eval, batch_size):
+        stop = min(n_eval, start + batch_size)
+        batch = eval_users[start:stop]
+        ids, scores = model.recommend(batch.astype(np.int32), rows_of(train, eval_users, start, stop),
+                                      N=n_rec, filter_already_liked_items=filter_already_liked_items)
+        ids = _as_2d(ids, stop - start, "ids")
+        scores = _as_2d(scores, stop - start, "scores")
+        ids, scores = ids[:, :max_k], scores[:, :max_k]
+        valid = (ids >= 0) & (ids < n_items) & (scores > -_FLT_MAX)
+        keys = batch[:, None] * n_items + ids.astype(np.int64)
+        pos = np.searchsorted(test_keys, keys)
+        np.minimum(pos, test_keys.size - 1, out=pos)
+        hit = valid & (test_keys[pos] == keys)
+        if hit.shape[1] < max_k:  # fewer columns than asked (few items): pad with misses
+            hit = np.pad(hit, ((0, 0), (0, max_k - hit.shape[1])))
+            valid = np.pad(valid, ((0, 0), (0, max_k - valid.shape[1])))
+            ids = np.pad(ids, ((0, 0), (0, max_k - ids.shape[1])), constant_values=-1)
+        _batch_metrics(hit, n_test_eval[start:stop], ks, discount, ideal, values, slice(start, stop))
+        for c in ks:
+            covered[c][ids[:, :c][valid[:, :c]]] = True
+        bar.update(stop - start)
+    bar.close()
+
+    result = {}
+    for c in ks:
+        for m in METRICS:
+            result[f"{m}@{c}"] = float(values[f"{m}@{c}"].mean())
+        result[f"coverage@{c}"] = float(covered[c].sum() / n_items) if n_items else 0.0
+    detail = None
+    if per_user:
+        detail = {"users": eval_users.copy(), **values}
+    return MetricResults(result, n_users=int(n_eval), n_skipped=n_skipped, per_user=detail, k=ks)
+
+
+def _as_2d(a, n_rows: int, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 1 and n_rows == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[0] != n_rows:
+        raise DataError(f"model.recommend returned {what} of shape {a.shape} for {n_rows} users; "
+                        "expected one row per user.")
+    return a
+
+
+def _batch_metrics(hit, n_test, ks, discount, ideal, out, rows) -> None:
+    """Per-user metrics of one batch from its (users x max_k) boolean hit matrix."""
+    max_k = hit.shape[1]
+    hit_f = hit.astype(np.float64)
+    cum_hits = np.cumsum(hit_f, axis=1)
+    ranks = np.arange(1, max_k + 1)
+    dcg = np.cumsum(hit_f * discount, axis=1)
+    ap = np.cumsum(hit_f * cum_hits / ranks, axis=1)
+    any_hit = cum_hits > 0
+    first = np.argmax(hit, axis=1)  # first hit's column (0 when none: masked below)
+    for c in ks:
+        hits = cum_hits[:, c - 1]
+        denom = np.minimum(c, n_test)
+        out[f"precision@{c}"][rows] = hits / c
+        out[f"recall@{c}"][rows] = hits / n_test
+        out[f"ndcg@{c}"][rows] = dcg[:, c - 1] / ideal[denom - 1]
+        out[f"map@{c}"][rows] = ap[:, c - 1] / denom
+        out[f"mrr@{c}"][rows] = np.where(any_hit[:, c - 1], 1.0 / (first + 1), 0.0)
+        out[f"hit_rate@{c}"][rows] = any_hit[:, c - 1]
