@@ -1,0 +1,20 @@
+"""Objectives: pure torch functions of scores, unit-tested alone.
+
+An :class:`Objective` maps positive scores ``(B,)`` and negative scores ``(B, n)`` to a
+per-positive loss ``(B,)`` and a per-positive negative-part loss ``(B,)``; the training loop
+weights the first by per-interaction weights (IPS, denoising) and sums.
+"""
+from recfb.losses.objectives import (
+    BCE,
+    BPR,
+    WARPHinge,
+    Objective,
+    bce_loss,
+    bpr_loss,
+    covariance_penalty,
+    make_objective,
+    warp_hinge_loss,
+)
+
+__all__ = ["Objective", "BPR", "BCE", "WARPHinge", "bpr_loss", "bce_loss", "warp_hinge_loss",
+           "covariance_penalty", "make_objective"]

@@ -1,0 +1,184 @@
+"""Shared machinery of embedding models trained by :mod:`recfb.train` (MF/BPR, CML, LightGCN):
+parameter checks, the fit driver, validation for early stopping, fold-in of unseen users,
+scoring by inner product or (negative squared) L2 distance, persistence."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recfb.losses import Objective
+from recfb.models.base import Recommender
+from recfb.sampling import AllPositives, make_negative_sampler
+from recfb.train import TrainConfig, Trainer
+from recfb.utils.device import resolve_device
+from recfb.utils.errors import DataError
+from recfb.utils.validation import check_csr, check_positive_int
+
+
+class EmbeddingRecommender(Recommender):
+    """Base for models with ``user_factors`` / ``item_factors``.
+
+    Subclasses implement ``_build_scorer(n_users, n_items, generator)`` and ``_objective()``
+    and may set ``metric = "l2"`` (scores are ``-||u - v||^2``; FAISS uses L2).
+    """
+
+    needs_fitted_users = True
+    metric = "ip"
+
+    # ------------------------------------------------------------------ fit
+    def _check_common(self):
+        check_positive_int(self.factors, "factors")
+        check_positive_int(self.iterations, "iterations")
+        check_positive_int(self.batch_size, "batch_size")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate == {self.learning_rate!r}, must be > 0.")
+        if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
+            raise ValueError(f"regularization == {self.regularization!r}, must be >= 0.")
+
+    def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
+            callbacks=(), checkpoint=None, resume: bool = False):
+        """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
+
+        Parameters
+        ----------
+        valid_items : csr_matrix, optional
+            Held-out positives (same shape); NDCG@10 on them drives early stopping
+            (``patience``) and the best epoch's weights are restored.
+        sample_weight : array (nnz,), optional
+            Per-interaction weights in CSR order of ``user_items`` (IPS, confidence).
+        callbacks : list of callable(epoch, logs)
+        checkpoint : path, optional
+            Write a checkpoint (arrays + JSON) after every epoch; with ``resume=True`` an
+            existing one is continued, ending exactly where an uninterrupted run would.
+        """
+        self._check_common()
+        X = self._validate_fit_input(user_items)
+        X = X.copy()
+        X.eliminate_zeros()
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, np.float32).ravel()
+            if sample_weight.size != user_items.nnz:
+                raise DataError(f"sample_weight has {sample_weight.size} entries, expected one per stored "
+                                f"interaction ({user_items.nnz}).")
+            if not np.all(np.isfinite(sample_weight)) or sample_weight.min() < 0:
+                raise DataError("sample_weight must be finite and >= 0.")
+        if valid_items is not None:
+            valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
+        self.device_ = resolve_device(self.device)
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
+        config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                             optimizer=self.optimizer, lr_schedule=getattr(self, "lr_schedule", None),
+                             num_negatives=getattr(self, "num_negatives", 1), patience=getattr(self, "patience", None),
+                             seed=self.random_state, show_progress=show_progress,
+                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume)
+        validate = None
+        if valid_items is not None:
+            validate = self._make_validator(X, valid_items)
+        trainer = Trainer(scorer, self._objective(X), make_negative_sampler(getattr(self, "negatives", "uniform")),
+                          self._positive_sampler(), config, self.device_, weights=sample_weight,
+                          denoiser=getattr(self, "denoise", None), validate=validate, callbacks=callbacks)
+        trainer.fit(X)
+        self.scorer_ = scorer
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best_epoch_
+        self._export(scorer)
+        return self
+
+    def _positive_sampler(self):
+        return AllPositives()
+
+    def _objective(self, X) -> Objective:  # pragma: no cover
+        raise NotImplementedError
+
+    def _build_scorer(self, n_users, n_items, generator, X):  # pragma: no cover
+        raise NotImplementedError
+
+    def _export(self, scorer) -> None:
+        with torch.no_grad():
+            u, i = scorer.export()
+        self.user_factors = np.ascontiguousarray(u, dtype=np.float32)
+        self.item_factors = np.ascontiguousarray(i, dtype=np.float32)
+
+    def _make_validator(self, X, valid_items):
+        from recfb.evaluation import ranking_metrics  # evaluation depends only on utils
+
+        def validate(scorer):
+            self._export(scorer)
+            self.n_users_, self.n_items_ = X.shape
+            return ranking_metrics(self, X, valid_items, k=10)["ndcg@10"]
+        return validate
+
+    # ------------------------------------------------------------------ scoring
+    def _score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
+        if self.metric == "l2":
+            # -||u - v||^2 = 2 u.v - ||v||^2 - ||u||^2 (the last term does not change a user's ranking,
+            # but is kept so scores are true negative squared distances)
+            sq_items = np.einsum("ij,ij->i", self.item_factors, self.item_factors)
+            sq_users = np.einsum("ij,ij->i", user_vectors, user_vectors)
+            return 2 * user_vectors @ self.item_factors.T - sq_items[None, :] - sq_users[:, None]
+        return user_vectors @ self.item_factors.T
+
+    def _score(self, userids, user_items):
+        if getattr(self, "_recalculate", False):
+            return self._score_vectors(self.recalculate_user(userids, user_items))
+        return self._score_vectors(self.user_factors[userids])
+
+    def _similar_scores(self, itemids):
+        if self.metric == "l2":
+            v = self.item_factors
+            sq = np.einsum("ij,ij->i", v, v)
+            return 2 * v[itemids] @ v.T - sq[None, :] - sq[itemids][:, None]
+        return super()._similar_scores(itemids)
+
+    def recommend(self, userid, user_items, N=10, filter_already_liked_items=True, filter_items=None,
+                  recalculate_user=False, items=None):
+        self._recalculate = bool(recalculate_user)
+        try:
+            return super().recommend(userid, user_items, N, filter_already_liked_items, filter_items, False, items)
+        finally:
+            self._recalculate = False
+
+    def _check_users_known(self, userids):
+        if not getattr(self, "_recalculate", False):
+            super()._check_users_known(userids)
+
+    def recalculate_user(self, userid, user_items, steps: int = 50, learning_rate: float = 0.05) -> np.ndarray:
+        """Fold in users (seen or not at fit) from their rows: item vectors stay fixed and the
+        user vectors are fitted by ``steps`` full-batch Adam steps on the model's objective
+        against every item the row does *not* contain (for inner-product models without
+        biases this is a smooth surrogate of the training loss). Returns (n, factors)."""
+        X = check_csr(user_items, "user_items", n_items=self.n_items_)
+        V = torch.as_tensor(self.item_factors)
+        n = X.shape[0]
+        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
+        init = torch.as_tensor(self.user_factors.mean(axis=0, keepdims=True)).repeat(n, 1)
+        U = (init + 0.01 * torch.randn(n, V.shape[1], generator=gen)).requires_grad_(True)
+        Y = torch.as_tensor(X.toarray() > 0)
+        if not Y.any():
+            return init.numpy().astype(np.float32)
+        opt = torch.optim.Adam([U], lr=learning_rate)
+        for _ in range(steps):  # optimisation steps, not a loop over users or interactions
+            if self.metric == "l2":
+                s = -(torch.cdist(U, V) ** 2)
+            else:
+                s = U @ V.T
+            pos = torch.where(Y, s, torch.full_like(s, float("nan")))
+            # pairwise BPR between every positive and every negative of the row, averaged
+            pos_mean = torch.nanmean(pos, dim=1, keepdim=True)
+            loss = -torch.nn.functional.logsigmoid(pos_mean - s)[~Y].mean() + self.regularization * U.pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if self.metric == "l2":
+                with torch.no_grad():
+                    U.data = torch.renorm(U.data, 2, 0, 1.0)
+        return U.detach().numpy().astype(np.float32)
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self):
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+
+    def _set_state(self, arrays):
+        self.user_factors = arrays["user_factors"]
+        self.item_factors = arrays["item_factors"]

@@ -1,0 +1,143 @@
+"""Collaborative metric learning (Hsieh et al., WWW 2017) on the shared training loop."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recfb.losses import WARPHinge, covariance_penalty
+from recfb.models._embedding import EmbeddingRecommender
+from recfb.train import Scorer
+from recfb.utils.errors import DataError
+
+
+class CMLScorer(Scorer):
+    """``s_ui = -||u - v_i||^2`` with every embedding kept in the unit ball.
+
+    With item content features ``x_i`` a two-layer network ``f`` maps them into the same space
+    and ``||f(x_i) - v_i||^2`` pulls each item towards its features, so that items without
+    interactions can be placed by ``f`` alone (cold start).
+    """
+
+    def __init__(self, n_users, n_items, factors, generator, *, covariance=1.0, features=None,
+                 feature_weight=1.0, hidden=256):
+        super().__init__()
+        self.user = torch.nn.Embedding(n_users, factors)
+        self.item = torch.nn.Embedding(n_items, factors)
+        with torch.no_grad():
+            self.user.weight.normal_(0, 1 / factors ** 0.5, generator=generator)
+            self.item.weight.normal_(0, 1 / factors ** 0.5, generator=generator)
+        self.covariance = covariance
+        self.feature_weight = feature_weight
+        self.mlp = None
+        if features is None:
+            self.features = None
+        else:
+            self.register_buffer("features", torch.as_tensor(features, dtype=torch.float32))
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(features.shape[1], hidden), torch.nn.ReLU(),
+                                           torch.nn.Linear(hidden, factors))
+            with torch.no_grad():
+                for layer in (self.mlp[0], self.mlp[2]):
+                    layer.weight.normal_(0, 1 / layer.weight.shape[1] ** 0.5, generator=generator)
+                    layer.bias.zero_()
+        self.post_step()
+
+    @staticmethod
+    def _neg_sqdist(u, v):
+        return -(u - v).pow(2).sum(-1)
+
+    def batch_scores(self, users, pos, neg):
+        u = self.user(users)
+        return self._neg_sqdist(u, self.item(pos)), self._neg_sqdist(u.unsqueeze(1), self.item(neg))
+
+    def regularization(self, users, pos, neg):
+        emb = torch.cat([self.user(users), self.item(pos)], dim=0)
+        reg = self.covariance * covariance_penalty(emb)
+        if self.mlp is not None:
+            f = self.mlp(self.features[pos])
+            reg = reg + self.feature_weight * (f - self.item(pos)).pow(2).sum(-1).mean()
+        return reg
+
+    def post_step(self):
+        with torch.no_grad():
+            for w in (self.user.weight, self.item.weight):
+                w.data = torch.renorm(w.data, 2, 0, 1.0)
+
+    def feature_vectors(self, features) -> torch.Tensor:
+        v = self.mlp(torch.as_tensor(features, dtype=torch.float32, device=self.user.weight.device))
+        return torch.renorm(v, 2, 0, 1.0)
+
+    def export(self):
+        return self.user.weight.detach().cpu().numpy(), self.item.weight.detach().cpu().numpy()
+
+
+class CML(EmbeddingRecommender):
+    """Collaborative metric learning: users and items in one Euclidean space, a user near the
+    items they like (Hsieh et al., WWW 2017, https://doi.org/10.1145/3038912.3052639).
+
+    Loss: ``sum w_ui [m + d(u,i)^2 - min_j d(u,j)^2]_+`` over ``num_negatives`` sampled items j,
+    with the WARP rank weight ``w_ui = log(1 + floor(n_items * violators / num_negatives))``,
+    plus ``covariance`` x the off-diagonal covariance of the batch embeddings; all
+    embeddings are projected into the unit ball after each step. ``recommend`` ranks by
+    ``-||u - v||^2`` and FAISS export uses L2 (``metric = "l2"``).
+
+    Item content features (``fit(X, item_features=F)``, F dense n_items x n_features) add the
+    feature loss ``feature_weight * ||f(x_i) - v_i||^2``; items with no interactions are
+    placed at ``f(x_i)``, and :meth:`item_vectors_from_features` places new items.
+    """
+
+    metric = "l2"
+
+    def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 0.0,
+                 iterations: int = 100, batch_size: int = 8192, margin: float = 0.5, num_negatives: int = 10,
+                 covariance: float = 1.0, feature_weight: float = 1.0, negatives="uniform", optimizer: str = "adam",
+                 lr_schedule=None, patience=None, denoise=None, random_state=0, device="auto"):
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.batch_size = batch_size
+        self.margin = margin
+        self.num_negatives = num_negatives
+        self.covariance = covariance
+        self.feature_weight = feature_weight
+        self.negatives = negatives
+        self.optimizer = optimizer
+        self.lr_schedule = lr_schedule
+        self.patience = patience
+        self.denoise = denoise
+        self.random_state = random_state
+        self.device = device
+
+    def fit(self, user_items, show_progress: bool = True, *, item_features=None, **kwargs):
+        """As :meth:`EmbeddingRecommender.fit`, plus optional ``item_features`` (n_items x f)."""
+        if self.optimizer == "sparse_adam":
+            raise ValueError("CML keeps embeddings in the unit ball after every step; use optimizer='adam'.")
+        self._features = None
+        if item_features is not None:
+            F = np.asarray(item_features, dtype=np.float32)
+            if F.ndim != 2 or F.shape[0] != user_items.shape[1]:
+                raise DataError(f"item_features must be (n_items={user_items.shape[1]}, n_features), got {F.shape}.")
+            if not np.all(np.isfinite(F)):
+                raise DataError("item_features contains NaN or inf.")
+            self._features = F
+        super().fit(user_items, show_progress, **kwargs)
+        if self._features is not None:
+            cold = np.asarray(user_items.getnnz(axis=0)).ravel() == 0
+            if cold.any():
+                self.item_factors[cold] = self.item_vectors_from_features(self._features[cold])
+        return self
+
+    def _objective(self, X):
+        return WARPHinge(margin=self.margin, n_items=X.shape[1])
+
+    def _build_scorer(self, n_users, n_items, generator, X):
+        return CMLScorer(n_users, n_items, self.factors, generator, covariance=self.covariance,
+                         features=self._features, feature_weight=self.feature_weight)
+
+    def item_vectors_from_features(self, features) -> np.ndarray:
+        """Place items (e.g. new releases with no interactions) from their content features."""
+        scorer = getattr(self, "scorer_", None)
+        if scorer is None or scorer.mlp is None:
+            raise DataError("this CML was fitted without item_features; it cannot place items from features.")
+        with torch.no_grad():
+            return scorer.feature_vectors(features).cpu().numpy().astype(np.float32)

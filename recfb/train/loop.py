@@ -1,0 +1,294 @@
+"""The training loop shared by MF/BPR, CML, LightGCN and later models.
+
+A model supplies a :class:`Scorer` (an ``nn.Module``), an objective (``recfb.losses``), a
+negative sampler and a positive sampler (``recfb.sampling``), optional per-interaction
+weights (``recfb.debias``) and an optional denoiser (``recfb.denoise``). The loop provides
+vectorised batching, optimisers and schedules, early stopping with the best weights restored,
+callbacks, seeds, checkpoint/resume (arrays + JSON, no pickle) and a tqdm bar.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from recfb.utils.errors import FormatError
+from recfb.utils.state import flatten_state, unflatten_state
+
+CHECKPOINT_FORMAT = "recfb-checkpoint"
+CHECKPOINT_VERSION = 1
+OPTIMIZERS = ("adam", "adagrad", "sgd", "sparse_adam")
+SCHEDULES = (None, "cosine", "step", "exponential")
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by a callback (or the user) to stop training; the last checkpoint stays."""
+
+
+class Scorer(torch.nn.Module):
+    """What the loop needs from a model's module.
+
+    - ``batch_scores(users (B,), pos (B,), neg (B, n)) -> (pos_scores (B,), neg_scores (B, n))``
+    - ``regularization(users, pos, neg) -> scalar`` (0 by default)
+    - ``post_step()``: projections after each optimiser step (CML's unit ball)
+    - ``export() -> (user_vectors, item_vectors)`` float32 numpy, for ``recommend``/FAISS
+    - ``sparse_parameters()``: parameters with sparse gradients (for ``sparse_adam``)
+    """
+
+    def batch_scores(self, users, pos, neg):  # pragma: no cover
+        raise NotImplementedError
+
+    def regularization(self, users, pos, neg):
+        return torch.zeros((), device=users.device)
+
+    def post_step(self) -> None:
+        pass
+
+    def export(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def sparse_parameters(self) -> list:
+        return []
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (see the model classes for defaults)."""
+    epochs: int = 20
+    batch_size: int = 8192
+    learning_rate: float = 0.01
+    optimizer: str = "adam"
+    lr_schedule: str | None = None
+    num_negatives: int = 1
+    patience: int | None = None
+    eval_every: int = 1
+    seed: int | None = 0
+    show_progress: bool = True
+    checkpoint: str | None = None
+    checkpoint_every: int = 1
+    resume: bool = False
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "num_negatives", "eval_every", "checkpoint_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} == {v!r}, must be an int >= 1.")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate == {self.learning_rate!r}, must be > 0.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer == {self.optimizer!r}, must be one of {OPTIMIZERS}.")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule == {self.lr_schedule!r}, must be one of {SCHEDULES}.")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience == {self.patience!r}, must be None or an int >= 1.")
+
+
+class Trainer:
+    """Runs epochs of mini-batch training of ``scorer`` on the positives of ``X``.
+
+    Parameters
+    ----------
+    scorer : Scorer
+    objective : recfb.losses.Objective
+    negatives : recfb.sampling.NegativeSampler
+    positives : recfb.sampling.PositiveSampler
+    config : TrainConfig
+    device : torch.device
+    weights : array (nnz,), optional
+        Per-interaction weights in CSR order of ``X`` (IPS, confidence); multiply the
+        positive part of the loss.
+    denoiser : recfb.denoise.Denoiser, optional
+        Sees each batch's per-positive losses and returns weights or a 0/1 mask.
+    validate : callable(scorer) -> float, optional
+        Higher is better; drives early stopping (``config.patience``) and best-weight restore.
+    callbacks : list of callable(epoch, logs), optional
+        Called after every epoch with that epoch's logs; may raise TrainingInterrupted.
+    """
+
+    def __init__(self, scorer: Scorer, objective, negatives, positives, config: TrainConfig, device,
+                 weights=None, denoiser=None, validate=None, callbacks=()):
+        config.validate()
+        self.scorer, self.objective, self.negatives, self.positives = scorer, objective, negatives, positives
+        self.config, self.device = config, torch.device(device)
+        self.weights, self.denoiser, self.validate_fn = weights, denoiser, validate
+        self.callbacks = list(callbacks)
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _optimizers(self):
+        cfg = self.config
+        params = [p for p in self.scorer.parameters() if p.requires_grad]
+        if cfg.optimizer == "sparse_adam":
+            sparse_ids = {id(p) for p in self.scorer.sparse_parameters()}
+            sparse = [p for p in params if id(p) in sparse_ids]
+            dense = [p for p in params if id(p) not in sparse_ids]
+            if not sparse:
+                raise ValueError("optimizer='sparse_adam' needs a scorer with sparse embeddings.")
+            opts = [torch.optim.SparseAdam(sparse, lr=cfg.learning_rate)]
+            if dense:
+                opts.append(torch.optim.Adam(dense, lr=cfg.learning_rate))
+            return opts
+        cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[cfg.optimizer]
+        return [cls(params, lr=cfg.learning_rate)]
+
+    def _schedulers(self, opts):
+        cfg = self.config
+        if cfg.lr_schedule is None:
+            return []
+        make = {
+            "cosine": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs),
+            "step": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=max(1, cfg.epochs // 3), gamma=0.1),
+            "exponential": lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.95),
+        }[cfg.lr_schedule]
+        return [make(o) for o in opts]
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, X: sp.csr_matrix):
+        cfg, dev = self.config, self.device
+        coo = X.tocoo()
+        users = torch.as_tensor(coo.row.astype(np.int64), device=dev)
+        items = torch.as_tensor(coo.col.astype(np.int64), device=dev)
+        weights = None if self.weights is None else torch.as_tensor(np.asarray(self.weights, np.float32), device=dev)
+        self.positives.setup(users, items, X.shape[0], X.shape[1])
+        self.negatives.setup(X, dev)
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
+        if cfg.seed is None:
+            gen.seed()
+        opts = self._optimizers()
+        scheds = self._schedulers(opts)
+        state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "best_weights": None}
+        fingerprint = _fingerprint(X, cfg)
+        if cfg.checkpoint and cfg.resume and Path(cfg.checkpoint).exists():
+            self._load_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+
+        bar = tqdm(total=cfg.epochs, initial=state["epoch"], disable=not cfg.show_progress, desc="epochs", leave=False)
+        stop = False
+        while state["epoch"] < cfg.epochs and not stop:
+            epoch = state["epoch"]
+            t0 = time.perf_counter()
+            self.scorer.train()
+            idx_all = self.positives.epoch_indices(epoch, gen)
+            total = torch.zeros((), device=dev)
+            for start in range(0, idx_all.numel(), cfg.batch_size):
+                idx = idx_all[start:start + cfg.batch_size]
+                u, i = users[idx], items[idx]
+                j = self.negatives.sample(u, cfg.num_negatives, gen)
+                pos, neg = self.scorer.batch_scores(u, i, j)
+                pos_loss, neg_loss = self.objective(pos, neg)
+                w = None if weights is None else weights[idx]
+                if self.denoiser is not None:
+                    dw = self.denoiser.weights(pos_loss.detach(), pos.detach(), state["step"], idx)
+                    w = dw if w is None else w * dw
+                pos_term = pos_loss.mean() if w is None else (w * pos_loss).mean()
+                loss = pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
+                for o in opts:
+                    o.zero_grad(set_to_none=True)
+                loss.backward()
+                for o in opts:
+                    o.step()
+                self.scorer.post_step()
+                self.positives.observe(idx, pos_loss.detach())
+                total += loss.detach() * idx.numel()
+                state["step"] += 1
+            for s in scheds:
+                s.step()
+            mean_loss = float(total) / max(idx_all.numel(), 1)
+            if not np.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"training loss became {mean_loss} in epoch {epoch + 1}; the learning rate "
+                    f"({cfg.learning_rate}) is probably too high, or the input has extreme weights. "
+                    "Nothing was saved.")
+            logs = {"epoch": epoch + 1, "loss": mean_loss, "lr": opts[0].param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - t0}
+            if self.validate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                self.scorer.eval()
+                with torch.no_grad():
+                    score = float(self.validate_fn(self.scorer))
+                logs["valid"] = score
+                if state["best_score"] is None or score > state["best_score"]:
+                    state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0,
+                                 best_weights=copy.deepcopy(self.scorer.state_dict()))
+                else:
+                    state["bad_epochs"] += 1
+                    if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+                        stop = True
+            state["epoch"] = epoch + 1
+            self.history.append(logs)
+            bar.update(1)
+            bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
+            if cfg.checkpoint and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs or stop):
+                self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+            for cb in self.callbacks:
+                cb(epoch + 1, logs)
+        bar.close()
+        if state["best_weights"] is not None:
+            self.scorer.load_state_dict(state["best_weights"])
+        self.best_epoch_ = state["best_epoch"]
+        self.best_score_ = state["best_score"]
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
+        payload = {
+            "scorer": self.scorer.state_dict(),
+            "optimizers": [o.state_dict() for o in opts],
+            "schedulers": [s.state_dict() for s in scheds],
+            "generator": gen.get_state(),
+            "state": state,
+            "history": self.history,
+            "positives": self.positives.state_dict(),
+            "denoiser": None if self.denoiser is None else self.denoiser.state_dict(),
+        }
+        arrays, tree = flatten_state(payload)
+        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
+                "tree": tree}
+        arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+
+    def _load_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(arrays.pop("__metadata__").tobytes().decode())
+        except Exception as exc:
+            raise FormatError(f"{path} is not a readable recfb checkpoint (truncated?): {exc}") from None
+        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version", 99) > CHECKPOINT_VERSION:
+            raise FormatError(f"{path} is not a recfb checkpoint of a supported version.")
+        if meta["fingerprint"] != fingerprint:
+            raise FormatError(f"{path} was written for other data or settings; delete it or set resume=False.")
+        payload = unflatten_state(arrays, meta["tree"])
+        self.scorer.load_state_dict(payload["scorer"])
+        for o, s in zip(opts, payload["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(scheds, payload["schedulers"]):
+            sch.load_state_dict(s)
+        gen.set_state(payload["generator"])
+        state.update(payload["state"])
+        self.history = payload["history"]
+        self.positives.load_state_dict(payload["positives"])
+        if self.denoiser is not None and payload["denoiser"] is not None:
+            self.denoiser.load_state_dict(payload["denoiser"])
+
+
+def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig) -> str:
+    h = hashlib.sha256()
+    h.update(str(X.shape).encode() + str(X.nnz).encode())
+    h.update(np.ascontiguousarray(X.indptr).tobytes()[:1 << 20])
+    h.update(np.ascontiguousarray(X.indices).tobytes()[:1 << 20])
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("show_progress", "checkpoint", "resume")}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return h.hexdigest()

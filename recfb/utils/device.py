@@ -1,0 +1,16 @@
+"""Device choice: ``"auto"`` means CUDA when torch sees one, else CPU."""
+from __future__ import annotations
+
+
+def resolve_device(device="auto"):
+    import torch
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}.")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device == {device!r} but torch sees no CUDA device; use device='auto' or 'cpu'.")
+    return dev

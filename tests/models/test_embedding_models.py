@@ -1,0 +1,120 @@
+"""MF/BPR, CML and LightGCN on the shared loop: contract suite plus model-specific checks."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recfb.models import BPR, CML, MF, LightGCN
+from recfb.testing import RecommenderContract, checkerboard_holdout
+
+FAST = dict(factors=8, batch_size=256, random_state=0, device="cpu")
+
+
+class TestBPR(RecommenderContract):
+    def make_model(self):
+        return BPR(iterations=40, learning_rate=0.05, **FAST)
+
+
+class TestMFBCE(RecommenderContract):
+    def make_model(self):
+        return MF(loss="bce", iterations=40, learning_rate=0.05, num_negatives=4, biases=True, **FAST)
+
+
+class TestCML(RecommenderContract):
+    def make_model(self):
+        return CML(iterations=40, learning_rate=0.05, num_negatives=5, **FAST)
+
+
+class TestLightGCN(RecommenderContract):
+    def make_model(self):
+        return LightGCN(iterations=40, learning_rate=0.05, num_layers=2, **FAST)
+
+
+@pytest.mark.parametrize("cls", [BPR, CML, LightGCN])
+def test_implicit_style_constructor_works_as_written(cls):
+    X, _ = checkerboard_holdout(20)
+    model = cls(factors=64, iterations=100, random_state=0)
+    model.set_params(iterations=2, device="cpu")
+    model.fit(X, show_progress=False)
+    assert model.user_factors.dtype == np.float32 and model.item_factors.shape[0] == 20
+
+
+def test_bias_folded_into_factors():
+    X, _ = checkerboard_holdout(20)
+    m = MF(loss="bce", biases=True, iterations=3, **FAST).fit(X, show_progress=False)
+    s = m.scorer_
+    with torch.no_grad():
+        expected = s.user.weight @ s.item.weight.T + s.bias.weight.T
+    np.testing.assert_allclose(m.score(np.arange(20), X), expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert m.item_factors.shape[1] == 9 and np.all(m.user_factors[:, -1] == 1)
+
+
+def test_cml_scores_are_negative_squared_distances_in_unit_ball():
+    X, _ = checkerboard_holdout(20)
+    m = CML(iterations=3, **FAST).fit(X, show_progress=False)
+    assert np.all(np.linalg.norm(m.item_factors, axis=1) <= 1 + 1e-5)
+    assert np.all(np.linalg.norm(m.user_factors, axis=1) <= 1 + 1e-5)
+    d = ((m.user_factors[:, None, :] - m.item_factors[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(m.score(np.arange(20), X), -d, rtol=1e-4, atol=1e-5)
+    assert m.metric == "l2"
+
+
+def test_cml_places_cold_items_from_features():
+    """Items with content features but no interactions are scored through f(features)."""
+    X, _ = checkerboard_holdout(40)
+    parity = np.arange(40) % 2
+    features = np.stack([parity, 1 - parity], axis=1).astype(np.float32)  # the taste group is the feature
+    X = X.tolil()
+    X[:, 38] = 0  # item 38 (even) becomes a cold item
+    X = X.tocsr()
+    X.eliminate_zeros()
+    m = CML(iterations=60, learning_rate=0.05, num_negatives=5, feature_weight=1.0, **FAST)
+    m.fit(X, show_progress=False, item_features=features)
+    ids, _ = m.recommend(np.arange(0, 40, 2), X[0:40:2], N=5, items=np.array([38, 39, 37, 35]))
+    assert np.mean(ids[:, 0] == 38) >= 0.8  # even users prefer the cold even item over odd items
+    new = m.item_vectors_from_features(features[[0, 1]])
+    assert new.shape == (2, 8)
+    with pytest.raises(Exception, match="without item_features"):
+        CML(iterations=1, **FAST).fit(X, show_progress=False).item_vectors_from_features(features)
+
+
+def test_lightgcn_propagation_matches_pyg_reference():
+    from torch_geometric.nn import LGConv
+
+    from recfb.models.lightgcn import LightGCNScorer, normalized_adjacency
+    X = sp.random(30, 20, density=0.15, format="csr", random_state=0, dtype=np.float32)
+    s = LightGCNScorer(30, 20, 8, torch.Generator().manual_seed(0), normalized_adjacency(X), num_layers=3)
+    out = s.propagate()
+    out.pow(2).sum().backward()
+    grad = s.embedding.weight.grad.clone()
+    s.embedding.weight.grad = None
+    coo = X.tocoo()
+    edges = np.hstack([np.vstack([coo.row, coo.col + 30]), np.vstack([coo.col + 30, coo.row])])
+    conv, x = LGConv(normalize=True), s.embedding.weight
+    acc = x
+    for _ in range(3):
+        x = conv(x, torch.as_tensor(edges, dtype=torch.long))
+        acc = acc + x
+    ref = acc / 4
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grad, s.embedding.weight.grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cls,kw", [(BPR, {}), (CML, dict(num_negatives=5)), (LightGCN, dict(num_layers=2))])
+def test_recalculate_user_folds_in_unseen_users(cls, kw):
+    X, held = checkerboard_holdout(40)
+    m = cls(iterations=40, learning_rate=0.05, **FAST, **kw).fit(X[:30], show_progress=False)
+    # users 30..39 were never seen: fold them in from their rows
+    ids, _ = m.recommend(np.arange(30, 40), X[30:40], N=5, recalculate_user=True)
+    assert np.mean(ids[:, 0] == held[30:40]) >= 0.9  # the one unseen same-parity item comes first
+    with pytest.raises(Exception, match="not seen at fit"):
+        m.recommend(35, X[35], N=5)
+
+
+def test_all_zero_weights_rows_and_bad_features():
+    X, _ = checkerboard_holdout(20)
+    with pytest.raises(Exception, match="item_features must be"):
+        CML(iterations=1, **FAST).fit(X, show_progress=False, item_features=np.ones((3, 2)))
+    with pytest.raises(Exception, match="sample_weight has 3 entries"):
+        BPR(iterations=1, **FAST).fit(X, show_progress=False, sample_weight=np.ones(3))
