@@ -71,7 +71,8 @@ class EmbeddingRecommender(Recommender):
                              optimizer=self.optimizer, lr_schedule=getattr(self, "lr_schedule", None),
                              num_negatives=getattr(self, "num_negatives", 1), patience=getattr(self, "patience", None),
                              seed=self.random_state, show_progress=show_progress,
-                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume)
+                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
+                             num_threads=getattr(self, "num_threads", 0))
         validate = None
         if valid_items is not None:
             validate = self._make_validator(X, valid_items)

@@ -26,7 +26,7 @@ from recfb.utils.state import flatten_state, unflatten_state
 
 CHECKPOINT_FORMAT = "recfb-checkpoint"
 CHECKPOINT_VERSION = 1
-OPTIMIZERS = ("adam", "adagrad", "sgd", "sparse_adam")
+OPTIMIZERS = ("adam", "adagrad", "sgd", "sparse_adam", "fused_sgd")
 SCHEDULES = (None, "cosine", "step", "exponential")
 
 
@@ -76,6 +76,7 @@ class TrainConfig:
     checkpoint: str | None = None
     checkpoint_every: int = 1
     resume: bool = False
+    num_threads: int = 0
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "num_negatives", "eval_every", "checkpoint_every"):
@@ -126,6 +127,8 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _optimizers(self):
         cfg = self.config
+        if cfg.optimizer == "fused_sgd":
+            return []
         params = [p for p in self.scorer.parameters() if p.requires_grad]
         if cfg.optimizer == "sparse_adam":
             sparse_ids = {id(p) for p in self.scorer.sparse_parameters()}
@@ -142,7 +145,7 @@ class Trainer:
 
     def _schedulers(self, opts):
         cfg = self.config
-        if cfg.lr_schedule is None:
+        if cfg.lr_schedule is None or not opts:
             return []
         make = {
             "cosine": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs),
@@ -164,6 +167,9 @@ class Trainer:
         gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         if cfg.seed is None:
             gen.seed()
+        fused = cfg.optimizer == "fused_sgd"
+        if fused:
+            self._check_fused()
         opts = self._optimizers()
         scheds = self._schedulers(opts)
         state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "best_weights": None}
@@ -179,7 +185,13 @@ class Trainer:
             self.scorer.train()
             idx_all = self.positives.epoch_indices(epoch, gen)
             total = torch.zeros((), device=dev)
-            for start in range(0, idx_all.numel(), cfg.batch_size):
+            if fused:
+                negs = self.negatives.sample(users[idx_all], cfg.num_negatives, gen)
+                lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
+                total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective.name,
+                                                 cfg.num_threads)
+                state["step"] += 1
+            for start in range(0, 0 if fused else idx_all.numel(), cfg.batch_size):
                 idx = idx_all[start:start + cfg.batch_size]
                 u, i = users[idx], items[idx]
                 j = self.negatives.sample(u, cfg.num_negatives, gen)
@@ -208,7 +220,8 @@ class Trainer:
                     f"training loss became {mean_loss} in epoch {epoch + 1}; the learning rate "
                     f"({cfg.learning_rate}) is probably too high, or the input has extreme weights. "
                     "Nothing was saved.")
-            logs = {"epoch": epoch + 1, "loss": mean_loss, "lr": opts[0].param_groups[0]["lr"],
+            lr_now = opts[0].param_groups[0]["lr"] if opts else cfg.learning_rate * _schedule_factor(cfg, epoch)
+            logs = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr_now,
                     "seconds": time.perf_counter() - t0}
             if self.validate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 self.scorer.eval()
@@ -236,6 +249,23 @@ class Trainer:
         self.best_epoch_ = state["best_epoch"]
         self.best_score_ = state["best_score"]
         return self
+
+    def _check_fused(self):
+        from recfb.sampling import AllPositives
+        problems = []
+        if not hasattr(self.scorer, "fused_epoch"):
+            problems.append(f"{type(self.scorer).__name__} has no fused kernel (MF has)")
+        if getattr(self.objective, "name", None) not in ("bpr", "bce"):
+            problems.append(f"the objective is {getattr(self.objective, 'name', self.objective)!r}, not 'bpr' or 'bce'")
+        if self.denoiser is not None:
+            problems.append("a denoiser needs per-batch losses")
+        if type(self.positives) is not AllPositives:
+            problems.append("a resampling positive sampler needs per-batch losses")
+        if self.device.type != "cpu":
+            problems.append("the fused kernel runs on CPU")
+        if problems:
+            raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
+                             + ". Use optimizer='adam'.")
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
@@ -282,6 +312,18 @@ class Trainer:
         self.positives.load_state_dict(payload["positives"])
         if self.denoiser is not None and payload["denoiser"] is not None:
             self.denoiser.load_state_dict(payload["denoiser"])
+
+
+def _schedule_factor(cfg: TrainConfig, epoch: int) -> float:
+    """Learning-rate multiplier of ``epoch`` (0-based) for the fused path, matching torch's
+    CosineAnnealingLR / StepLR(gamma=0.1) / ExponentialLR(gamma=0.95) used by the others."""
+    if cfg.lr_schedule == "cosine":
+        return 0.5 * (1 + np.cos(np.pi * epoch / cfg.epochs))
+    if cfg.lr_schedule == "step":
+        return 0.1 ** (epoch // max(1, cfg.epochs // 3))
+    if cfg.lr_schedule == "exponential":
+        return 0.95 ** epoch
+    return 1.0
 
 
 def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig) -> str:
