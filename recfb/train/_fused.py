@@ -27,10 +27,10 @@ def _sigmoid(x):
 
 
 @njit(cache=True, fastmath=True)
-def _dot(U, u, V, i):
-    x = 0.0
-    for f in range(U.shape[1]):
-        x += U[u, f] * V[i, f]
+def _dot(a, b):
+    x = np.float32(0.0)
+    for f in range(a.size):
+        x += a[f] * b[f]
     return x
 
 
@@ -40,42 +40,47 @@ def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef
     parameters, then item rows and finally the user row are updated."""
     d = U.shape[1]
     n = negs.size
-    s_pos = _dot(U, u, V, i) + (b[i] if has_bias else 0.0)
+    pu = U[u]
+    vi = V[i]
+    s_pos = _dot(pu, vi) + (b[i] if has_bias else np.float32(0.0))
     loss = 0.0
-    c_pos = 0.0
+    c_pos = np.float32(0.0)
     for k in range(n):
         j = negs[k]
-        s_neg = _dot(U, u, V, j) + (b[j] if has_bias else 0.0)
+        s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
         if kind == BPR:
             x = s_pos - s_neg
             loss += _softplus(-x) / n
-            z = w * _sigmoid(-x) / n
+            z = np.float32(w * _sigmoid(-x) / n)
             c_pos += z
             coef[k] = -z
         else:
             loss += _softplus(s_neg)
-            coef[k] = -_sigmoid(s_neg)
+            coef[k] = -np.float32(_sigmoid(s_neg))
     if kind == BCE:
         loss += _softplus(-s_pos)
-        c_pos = w * _sigmoid(-s_pos)
+        c_pos = np.float32(w * _sigmoid(-s_pos))
     # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u
     for f in range(d):
-        g = c_pos * V[i, f]
-        for k in range(n):
-            g += coef[k] * V[negs[k], f]
-        grad_u[f] = g
+        grad_u[f] = c_pos * vi[f]
+    for k in range(n):
+        vj = V[negs[k]]
+        ck = coef[k]
+        for f in range(d):
+            grad_u[f] += ck * vj[f]
     for f in range(d):
-        uf = U[u, f]
-        V[i, f] += lr * (c_pos * uf - reg * V[i, f])
-        for k in range(n):
-            j = negs[k]
-            V[j, f] += lr * (coef[k] * uf - reg * V[j, f])
+        vi[f] += lr * (c_pos * pu[f] - reg * vi[f])
+    for k in range(n):
+        vj = V[negs[k]]
+        ck = coef[k]
+        for f in range(d):
+            vj[f] += lr * (ck * pu[f] - reg * vj[f])
     if has_bias:
         b[i] += lr * c_pos
         for k in range(n):
             b[negs[k]] += lr * coef[k]
     for f in range(d):
-        U[u, f] += lr * (grad_u[f] - reg * U[u, f])
+        pu[f] += lr * (grad_u[f] - reg * pu[f])
     return loss
 
 
@@ -84,8 +89,8 @@ def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weigh
     n = order.size
     losses = np.zeros(n_chunks)
     for c in prange(n_chunks):
-        grad_u = np.empty(U.shape[1], np.float64)
-        coef = np.empty(negatives.shape[1], np.float64)
+        grad_u = np.empty(U.shape[1], np.float32)
+        coef = np.empty(negatives.shape[1], np.float32)
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
         acc = 0.0
