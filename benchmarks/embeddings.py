@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 
 import recfb
-from recfb.data import Interactions, split
+from recfb.data import split
 from recfb.evaluation import ranking_metrics
 from recfb.models import BPR, CML, ImplicitBPR, LightGCN
 

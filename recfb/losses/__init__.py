@@ -7,8 +7,8 @@ weights the first by per-interaction weights (IPS, denoising) and sums.
 from recfb.losses.objectives import (
     BCE,
     BPR,
-    WARPHinge,
     Objective,
+    WARPHinge,
     bce_loss,
     bpr_loss,
     covariance_penalty,

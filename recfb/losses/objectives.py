@@ -1,8 +1,6 @@
 """BPR, BCE and WARP-weighted hinge objectives, and CML's covariance penalty."""
 from __future__ import annotations
 
-
-
 import torch
 import torch.nn.functional as F
 
