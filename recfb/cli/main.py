@@ -11,14 +11,18 @@ import time
 
 import numpy as np
 
-from recfb.models import ImplicitALS, ImplicitBPR, ItemKNN, MostPopular
+from recfb.models import BPR, CML, MF, ImplicitALS, ImplicitBPR, ItemKNN, LightGCN, MostPopular
 from recfb.utils.errors import DataError, DatasetNotFoundError, FormatError
 
 MODELS = {
     "popular": MostPopular,
     "itemknn": ItemKNN,
-    "als": ImplicitALS,
-    "bpr": ImplicitBPR,
+    "mf": MF,
+    "bpr": BPR,
+    "cml": CML,
+    "lightgcn": LightGCN,
+    "implicit-als": ImplicitALS,
+    "implicit-bpr": ImplicitBPR,
 }
 
 # The demo's line-up: settings for ML-100K-sized data from a small sweep (a few seconds each).
@@ -26,8 +30,10 @@ MODELS = {
 DEMO_MODELS = {
     "popular": {},
     "itemknn": {"neighbors": 200, "shrink": 10.0},
-    "als": {"factors": 32, "iterations": 15, "regularization": 0.1, "alpha": 1.0},
-    "bpr": {"factors": 64, "iterations": 50, "learning_rate": 0.01, "regularization": 0.01},
+    "bpr": {"factors": 64, "iterations": 60, "learning_rate": 0.05, "regularization": 0.001,
+            "optimizer": "fused_sgd"},
+    "implicit-als": {"factors": 32, "iterations": 15, "regularization": 0.1, "alpha": 1.0},
+    "implicit-bpr": {"factors": 64, "iterations": 50, "learning_rate": 0.01, "regularization": 0.01},
 }
 
 SPLITS = ("random", "leave-one-out", "temporal")
