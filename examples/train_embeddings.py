@@ -18,7 +18,7 @@ X, V, T = train.matrix, valid.matrix, test.matrix
 
 models = {
     # implicit's names work as written; fused_sgd is the compiled per-sample SGD kernel
-    "BPR": BPR(factors=64, iterations=60, learning_rate=0.05, regularization=0.001, optimizer="fused_sgd"),
+    "BPR": BPR(factors=64, iterations=100, learning_rate=0.01, regularization=0.01, optimizer="fused_sgd"),
     "CML": CML(factors=64, iterations=40, learning_rate=0.005, batch_size=4096, patience=5),
     "LightGCN": LightGCN(factors=64, iterations=40, learning_rate=0.01, regularization=1e-3, batch_size=4096,
                          patience=5),

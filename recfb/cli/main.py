@@ -1,4 +1,4 @@
-"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo.
+"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo, export.
 
 This module holds the one explicit name -> class table of the project (``MODELS``).
 """
@@ -11,12 +11,13 @@ import time
 
 import numpy as np
 
-from recfb.models import BPR, CML, MF, ImplicitALS, ImplicitBPR, ItemKNN, LightGCN, MostPopular
+from recfb.models import BPR, CML, EASE, MF, ImplicitALS, ImplicitBPR, ItemKNN, LightGCN, MostPopular
 from recfb.utils.errors import DataError, DatasetNotFoundError, FormatError
 
 MODELS = {
     "popular": MostPopular,
     "itemknn": ItemKNN,
+    "ease": EASE,
     "mf": MF,
     "bpr": BPR,
     "cml": CML,
@@ -30,7 +31,8 @@ MODELS = {
 DEMO_MODELS = {
     "popular": {},
     "itemknn": {"neighbors": 200, "shrink": 10.0},
-    "bpr": {"factors": 64, "iterations": 60, "learning_rate": 0.05, "regularization": 0.001,
+    "ease": {"l2": 500.0},
+    "bpr": {"factors": 64, "iterations": 100, "learning_rate": 0.01, "regularization": 0.01,
             "optimizer": "fused_sgd"},
     "implicit-als": {"factors": 32, "iterations": 15, "regularization": 0.1, "alpha": 1.0},
     "implicit-bpr": {"factors": 64, "iterations": 50, "learning_rate": 0.01, "regularization": 0.01},
@@ -309,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--k", type=int, nargs="+", default=[10, 20])
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=cmd_bench)
+
+    from recfb.serving.cli import add_export_parser
+    add_export_parser(sub)
 
     m = sub.add_parser("demo", help="the main job: leaderboard on the default dataset, then a few recommendations")
     m.set_defaults(func=cmd_demo)

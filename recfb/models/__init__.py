@@ -1,11 +1,12 @@
 """Recommender models. Every model follows :class:`recfb.models.base.Recommender`."""
 from recfb.models.base import Recommender, load
 from recfb.models.cml import CML
+from recfb.models.ease import EASE
 from recfb.models.implicit_wrappers import ImplicitALS, ImplicitBPR
 from recfb.models.itemknn import ItemKNN
 from recfb.models.lightgcn import LightGCN
 from recfb.models.mf import BPR, MF
 from recfb.models.popular import MostPopular
 
-__all__ = ["Recommender", "load", "MostPopular", "ItemKNN", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
+__all__ = ["Recommender", "load", "MostPopular", "ItemKNN", "EASE", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
            "LightGCN"]

@@ -1,0 +1,242 @@
+"""Exact top-k by blocked matrix products in torch (CPU or CUDA).
+
+Why not faiss ``IndexFlat``: faiss-cpu bundles an OpenBLAS that runs a generic kernel on
+many CPUs, and its flat search then loses to a plain ``torch.mm`` + ``topk`` (see
+benchmarks/serving_results.md). This kernel goes further than ``mm + topk``:
+
+- queries x items are scored one cache-sized tile at a time (``query_block`` x
+  ``item_block``), so the score matrix of a million-item catalogue is never materialised;
+- within a tile, items are taken in groups of ``GROUP``; the row-wise top-k of a tile lies
+  inside the ``k`` groups with the largest maxima (any other group's maximum is beaten by
+  ``k`` items from the chosen groups), so ``topk`` runs over ``k * GROUP`` gathered scores
+  instead of the tile's full width. ``amax`` over groups is a fast, vectorised pass.
+
+Scores are higher-is-better: inner products, or ``-||q - x||^2`` for L2 (computed as
+``2 q.x - ||x||^2 - ||q||^2``). Excluded and banned items are set to ``-inf`` inside each tile
+before selection; rows with fewer than ``k`` eligible items come back padded with id -1 and
+score ``-inf``.
+
+Threads: on CPU the tiles are shared out to a pool of ``torch.get_num_threads()`` worker
+threads that each run torch single-threaded (query blocks, or item ranges of one block when
+the batch is small), instead of letting every small tile operation fork and join OpenMP
+threads. On a busy machine each fork/join can wait milliseconds for a descheduled thread;
+measured here, 2-thread intra-op parallelism made this kernel 8x *slower* than 1 thread.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+GROUP = 32
+TILE_ELEMENTS = 256 * 4096
+NEG_INF = float("-inf")
+
+
+class ExactSearcher:
+    """Holds the item matrix on a device and answers exact top-k queries (read-only, so
+    concurrent calls from several threads are safe)."""
+
+    def __init__(self, vectors: np.ndarray, metric: str, device: str = "cpu",
+                 query_block: int | None = None, item_block: int | None = None):
+        self.metric = metric
+        self.device = torch.device(device)
+        self.n_items, self.dim = vectors.shape
+        self.items = torch.from_numpy(vectors).to(self.device)  # zero-copy on CPU
+        self.sq_norms = (self.items * self.items).sum(1) if metric == "l2" else None
+        self.item_block = item_block  # None: chosen per call from the batch size
+        if self.device.type == "cuda":
+            # one tile spans the whole catalogue: GPU kernels prefer few large launches
+            self.item_block = item_block or self.n_items
+            self.query_block = query_block or max(1, min(4096, (512 << 20) // (4 * max(self.n_items, 1))))
+        else:
+            self.query_block = query_block or 256
+
+    def _item_block(self, n_rows: int) -> int:
+        """Items per tile: a tile of about TILE_ELEMENTS scores (4 MiB, cache-sized) for full
+        query blocks, wider for small batches so a single query is not cut into hundreds of
+        tiny tiles."""
+        if self.item_block:
+            return self.item_block
+        width = TILE_ELEMENTS // max(1, min(n_rows, self.query_block))
+        return int(min(self.n_items, max(4096, width // GROUP * GROUP)))
+
+    def search(self, queries: np.ndarray, k: int, exclude=None, banned: np.ndarray | None = None):
+        """Top-``k`` per row of ``queries`` (float32, n x dim).
+
+        ``exclude`` is a CSR matrix (rows aligned with queries) of items to skip per row;
+        ``banned`` a sorted int64 array of items to skip for every row. Returns host arrays
+        ``(ids int64, scores float32)`` of shape (n, k); k must be <= n_items.
+        """
+        n_q = queries.shape[0]
+        out_ids = np.empty((n_q, k), np.int64)
+        out_scores = np.empty((n_q, k), np.float32)
+        item_block = self._item_block(n_q)
+        edges = np.arange(0, self.n_items + item_block, item_block).clip(max=self.n_items)
+        n_tiles = len(edges) - 1
+        banned_t = None
+        if banned is not None and banned.size:
+            banned_t = (torch.from_numpy(banned).to(self.device), np.searchsorted(banned, edges))
+        blocks = [(a, min(n_q, a + self.query_block)) for a in range(0, n_q, self.query_block)]
+        # small jobs run inline: handing them to a worker costs more than they take
+        big = n_q * self.n_items >= 4 * TILE_ELEMENTS
+        pool = _worker_pool() if self.device.type == "cpu" and big else None
+        n_workers = 1 if pool is None else pool._max_workers
+        # few query blocks: also split each block's item tiles between the workers
+        n_parts = 1 if len(blocks) >= n_workers else min(n_tiles, -(-n_workers // max(len(blocks), 1)))
+        cuts = np.linspace(0, n_tiles, n_parts + 1).round().astype(int)
+
+        def run(block, part):
+            start, stop = block
+            with torch.inference_mode():
+                q = torch.from_numpy(np.ascontiguousarray(queries[start:stop])).to(self.device)
+                excl = None if exclude is None else _exclusion_by_column(exclude[start:stop], edges, self.device)
+                return self._search_tiles(q, k, excl, banned_t, edges, cuts[part], cuts[part + 1])
+
+        jobs = [(b, p) for b in blocks for p in range(n_parts)]
+        if pool is None or len(jobs) == 1:
+            results = [run(*job) for job in jobs]
+        else:
+            results = list(pool.map(lambda job: run(*job), jobs))
+        with torch.inference_mode():
+            for i, (start, stop) in enumerate(blocks):
+                parts = results[i * n_parts:(i + 1) * n_parts]
+                ids, scores = _merge([p[0] for p in parts], [p[1] for p in parts], k)
+                if self.sq_norms is not None:
+                    q = torch.from_numpy(np.ascontiguousarray(queries[start:stop])).to(self.device)
+                    scores = scores - (q * q).sum(1, keepdim=True)
+                ids = ids.masked_fill(torch.isneginf(scores), -1)
+                out_ids[start:stop] = ids.cpu().numpy()
+                out_scores[start:stop] = scores.cpu().numpy()
+        return out_ids, out_scores
+
+    def _search_tiles(self, q: torch.Tensor, k: int, excl, banned, edges, first: int, last: int):
+        """Partial top-k of one query block over item tiles ``first..last-1`` (global ids)."""
+        parts_ids, parts_scores = [], []
+        for tile in range(first, last):
+            lo, hi = int(edges[tile]), int(edges[tile + 1])
+            s = q @ self.items[lo:hi].T
+            if self.sq_norms is not None:
+                s.mul_(2.0).sub_(self.sq_norms[lo:hi])
+            if excl is not None:
+                r, c, bounds = excl
+                a, b = bounds[tile], bounds[tile + 1]
+                if b > a:
+                    s[r[a:b], c[a:b] - lo] = NEG_INF
+            if banned is not None:
+                cols, bounds = banned
+                a, b = bounds[tile], bounds[tile + 1]
+                if b > a:
+                    s[:, cols[a:b] - lo] = NEG_INF
+            ids, scores = _tile_topk(s, min(k, hi - lo))
+            parts_ids.append(ids + lo)
+            parts_scores.append(scores)
+        return _merge(parts_ids, parts_scores, k)
+
+
+def _merge(parts_ids, parts_scores, k):
+    if len(parts_ids) == 1:
+        return parts_ids[0], parts_scores[0]
+    all_scores = torch.cat(parts_scores, 1)
+    scores, pos = torch.topk(all_scores, min(k, all_scores.shape[1]), dim=1)
+    return torch.gather(torch.cat(parts_ids, 1), 1, pos), scores
+
+
+# ----------------------------------------------------------------------------- threads
+_pools: dict = {}
+_pools_lock = threading.Lock()
+
+
+def _worker_pool():
+    """A pool of ``torch.get_num_threads()`` single-threaded torch workers (None for one
+    thread, or when this torch build's threading cannot be limited per thread)."""
+    n = torch.get_num_threads()
+    if n <= 1 or _serial_thread_hooks() is None:
+        return None
+    with _pools_lock:
+        pool = _pools.get(n)
+        if pool is None:
+            pool = _pools[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="recfb-exact",
+                                                  initializer=_make_thread_serial)
+        return pool
+
+
+def _serial_thread_hooks():
+    """torch's own OpenMP and MKL per-thread limits, when this build has them."""
+    global _HOOKS
+    if _HOOKS is False:
+        try:
+            lib_dir = os.path.join(os.path.dirname(torch.__file__), "lib")
+            gomp = ctypes.CDLL(os.path.join(lib_dir, "libgomp.so.1"))
+            cpu = ctypes.CDLL(os.path.join(lib_dir, "libtorch_cpu.so"))
+            # the C entry point (takes an int); lower-case mkl_* names are the Fortran ones
+            mkl_local = getattr(cpu, "MKL_Set_Num_Threads_Local", None)
+            parallel = torch.__config__.parallel_info()
+            _HOOKS = (gomp.omp_set_num_threads, mkl_local) if "parallel backend: OpenMP" in parallel else None
+        except (OSError, AttributeError):
+            _HOOKS = None
+    return _HOOKS
+
+
+_HOOKS = False
+
+
+def _make_thread_serial() -> None:
+    """Make torch ops issued from this thread single-threaded (this thread only): torch sets
+    a new thread's OpenMP limit on first use, so trigger that, then lower it."""
+    torch.get_num_threads()
+    omp_set, mkl_local = _serial_thread_hooks()
+    omp_set(1)
+    if mkl_local is not None:
+        mkl_local(1)
+
+
+def _tile_topk(s: torch.Tensor, k: int):
+    """Row-wise top-k of one score tile, sorted best first."""
+    rows, width = s.shape
+    main = (width // GROUP) * GROUP
+    if k == 0:
+        return torch.empty((rows, 0), dtype=torch.long, device=s.device), s[:, :0]
+    if main < 4 * k * GROUP or rows < 4:  # too narrow (or too few rows) for groups to pay off
+        scores, ids = torch.topk(s, k, dim=1)
+        return ids, scores
+    groups = s[:, :main].reshape(rows, main // GROUP, GROUP).amax(2)
+    top_groups = torch.topk(groups, k, dim=1).indices
+    cand = (top_groups.unsqueeze(2) * GROUP + torch.arange(GROUP, device=s.device)).reshape(rows, -1)
+    if main < width:  # the last < GROUP columns are always candidates
+        tail = torch.arange(main, width, device=s.device).expand(rows, width - main)
+        cand = torch.cat([cand, tail], 1)
+    cand_scores = torch.gather(s, 1, cand)
+    scores, pos = torch.topk(cand_scores, k, dim=1)
+    return torch.gather(cand, 1, pos), scores
+
+
+def _exclusion_by_column(rows, edges: np.ndarray, device):
+    """(row, column) pairs of a CSR block sorted by column, and where each item tile starts
+    in them, for per-tile masking."""
+    if rows.nnz == 0:
+        return None
+    r = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    c = rows.indices.astype(np.int64)
+    order = np.argsort(c, kind="stable")
+    c = c[order]
+    return torch.from_numpy(r[order]).to(device), torch.from_numpy(c).to(device), np.searchsorted(c, edges)
+
+
+def select_topk(scores: np.ndarray, k: int, exclude=None, banned: np.ndarray | None = None):
+    """Top-``k`` of a dense (n, n_items) float32 score block (modified in place), with the
+    same masking, grouping and padding as :class:`ExactSearcher`."""
+    s = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+    with torch.inference_mode():
+        if exclude is not None and exclude.nnz:
+            r = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+            s[torch.from_numpy(r), torch.from_numpy(exclude.indices.astype(np.int64))] = NEG_INF
+        if banned is not None and banned.size:
+            s[:, torch.from_numpy(banned)] = NEG_INF
+        ids, vals = _tile_topk(s, k)
+        ids = ids.masked_fill(torch.isneginf(vals), -1)
+    return ids.numpy(), vals.numpy()
