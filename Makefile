@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/recfb demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -p no:cacheprovider tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/evaluation.py
