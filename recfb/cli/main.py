@@ -46,16 +46,11 @@ class CLIError(Exception):
 
 
 def _parse_params(pairs) -> dict:
-    params = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise CLIError(f"--param expects key=value, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params
+    from recfb.serving.cli import _parse_params as parse_key_values
+    try:
+        return parse_key_values(pairs)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _make_model(name: str, params: dict):

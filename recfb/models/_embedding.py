@@ -23,6 +23,7 @@ class EmbeddingRecommender(Recommender):
     """
 
     needs_fitted_users = True
+    supports_fold_in = True
     metric = "ip"
 
     # ------------------------------------------------------------------ fit
@@ -131,18 +132,6 @@ class EmbeddingRecommender(Recommender):
             sq = np.einsum("ij,ij->i", v, v)
             return 2 * v[itemids] @ v.T - sq[None, :] - sq[itemids][:, None]
         return super()._similar_scores(itemids)
-
-    def recommend(self, userid, user_items, N=10, filter_already_liked_items=True, filter_items=None,
-                  recalculate_user=False, items=None):
-        self._recalculate = bool(recalculate_user)
-        try:
-            return super().recommend(userid, user_items, N, filter_already_liked_items, filter_items, False, items)
-        finally:
-            self._recalculate = False
-
-    def _check_users_known(self, userids):
-        if not getattr(self, "_recalculate", False):
-            super()._check_users_known(userids)
 
     def recalculate_user(self, userid, user_items, steps: int = 50, learning_rate: float = 0.05) -> np.ndarray:
         """Fold in users (seen or not at fit) from their rows: item vectors stay fixed and the

@@ -46,6 +46,9 @@ class Recommender:
     #: True when scores come from per-user parameters learnt at fit (users unseen at fit
     #: can then not be scored from their row alone).
     needs_fitted_users = False
+    #: True when ``recommend(..., recalculate_user=True)`` folds users in from their rows
+    #: (``_score`` then sees ``self._recalculate``).
+    supports_fold_in = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -94,6 +97,8 @@ class Recommender:
         raise NotImplementedError
 
     def _check_users_known(self, userids: np.ndarray) -> None:
+        if getattr(self, "_recalculate", False):
+            return
         if self.needs_fitted_users and userids.size and userids.max() >= self.n_users_:
             raise DataError(f"userid {int(userids.max())} was not seen at fit ({self.n_users_} users, ids "
                             f"0..{self.n_users_ - 1}); {type(self).__name__} has no factors for it.")
@@ -160,6 +165,13 @@ class Recommender:
             id ``-1`` and score ``-inf``; a 1-D result is shortened instead.
         """
         N = check_positive_int(N, "N")
+        self._recalculate = bool(recalculate_user) and self.supports_fold_in
+        try:
+            return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items, items)
+        finally:
+            self._recalculate = False
+
+    def _recommend(self, userid, user_items, N, filter_already_liked_items, filter_items, items):
         ids, scalar, X = self._prepare(userid, user_items)
         n_items = self.n_items_
         candidates = None if items is None else _check_item_list(items, n_items, "items")

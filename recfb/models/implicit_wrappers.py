@@ -67,24 +67,12 @@ class ImplicitALS(_ImplicitFactorModel):
         self.iterations = iterations
         self.random_state = random_state
 
+    supports_fold_in = True
+
     def _make(self):
         from implicit.cpu.als import AlternatingLeastSquares
         return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
                                        iterations=self.iterations, random_state=self.random_state)
-
-    def recommend(self, userid, user_items, N=10, filter_already_liked_items=True, filter_items=None,
-                  recalculate_user=False, items=None):
-        if not recalculate_user:
-            return super().recommend(userid, user_items, N, filter_already_liked_items, filter_items, False, items)
-        self._recalculate = True
-        try:
-            return super().recommend(userid, user_items, N, filter_already_liked_items, filter_items, False, items)
-        finally:
-            self._recalculate = False
-
-    def _check_users_known(self, userids):
-        if not getattr(self, "_recalculate", False):
-            super()._check_users_known(userids)
 
     def _score(self, userids, user_items):
         if getattr(self, "_recalculate", False):
