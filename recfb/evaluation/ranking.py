@@ -14,13 +14,13 @@ from recfb.evaluation._common import (
 )
 from recfb.utils.errors import DataError
 
-METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+METRICS = ("precision", "recall", "calibrated_recall", "ndcg", "map", "mrr", "hit_rate")
 _FLT_MAX = np.finfo(np.float32).max
 
 
 def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=None,
                     per_user: bool = False, filter_already_liked_items: bool = True,
-                    show_progress: bool = False) -> MetricResults:
+                    recalculate_user: bool = False, show_progress: bool = False) -> MetricResults:
     r"""Top-k ranking metrics of ``model`` under the full-ranking protocol.
 
     Each evaluated user's top ``max(k)`` items come from one ``model.recommend`` call per
@@ -34,6 +34,8 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
 
     - ``precision@k = hits@k / k``
     - ``recall@k = hits@k / |T|``
+    - ``calibrated_recall@k = hits@k / min(k, |T|)``: the recall of Liang et al. (WWW 2018,
+      VAE-CF) and Steck (EASE), which reaches 1 for a perfect ranking even when ``|T| > k``
     - ``ndcg@k = sum_{i<=k} rel_i / log2(i + 1)`` divided by the ideal DCG over
       ``min(k, |T|)`` hits (binary gains)
     - ``map@k = sum_{i<=k} rel_i * precision@i / min(k, |T|)`` (implicit's definition)
@@ -67,13 +69,18 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         Also return per-user values in ``result.per_user``.
     filter_already_liked_items : bool, default True
         Passed to ``recommend``; ``False`` lets train items be recommended (and hit).
+    recalculate_user : bool, default False
+        Passed to ``recommend``: models that fold users in (ALS, the embedding models) compute
+        each user's vector from its ``train_X`` row instead of the stored factors. This is the
+        strong-generalisation protocol: ``train_X`` holds held-out users' fold-in rows and
+        ``test_X`` their targets. Item-based models (EASE, ItemKNN) always score from the row.
     show_progress : bool, default False
         tqdm progress bar over users.
 
     Returns
     -------
     MetricResults
-        ``{"precision@k", "recall@k", "ndcg@k", "map@k", "mrr@k", "hit_rate@k",
+        ``{"precision@k", "recall@k", "calibrated_recall@k", "ndcg@k", "map@k", "mrr@k", "hit_rate@k",
         "coverage@k"}`` for each ``k``, as Python floats; attributes ``n_users``,
         ``n_skipped``, ``per_user``, ``k``.
     """
@@ -108,8 +115,9 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
     for start in range(0, n_eval, batch_size):
         stop = min(n_eval, start + batch_size)
         batch = eval_users[start:stop]
+        extra = {"recalculate_user": True} if recalculate_user else {}
         ids, scores = model.recommend(batch.astype(np.int32), rows_of(train, eval_users, start, stop),
-                                      N=n_rec, filter_already_liked_items=filter_already_liked_items)
+                                      N=n_rec, filter_already_liked_items=filter_already_liked_items, **extra)
         ids = _as_2d(ids, stop - start, "ids")
         scores = _as_2d(scores, stop - start, "scores")
         ids, scores = ids[:, :max_k], scores[:, :max_k]
@@ -164,6 +172,7 @@ def _batch_metrics(hit, n_test, ks, discount, ideal, out, rows) -> None:
         denom = np.minimum(c, n_test)
         out[f"precision@{c}"][rows] = hits / c
         out[f"recall@{c}"][rows] = hits / n_test
+        out[f"calibrated_recall@{c}"][rows] = hits / denom
         out[f"ndcg@{c}"][rows] = dcg[:, c - 1] / ideal[denom - 1]
         out[f"map@{c}"][rows] = ap[:, c - 1] / denom
         out[f"mrr@{c}"][rows] = np.where(any_hit[:, c - 1], 1.0 / (first + 1), 0.0)

@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from recfb.losses.objectives import Batch
 from recfb.utils.errors import FormatError
 from recfb.utils.state import flatten_state, unflatten_state
 
@@ -130,6 +131,7 @@ class Trainer:
         if cfg.optimizer == "fused_sgd":
             return []
         params = [p for p in self.scorer.parameters() if p.requires_grad]
+        params += [p for p in self.objective.parameters() if p.requires_grad]
         if cfg.optimizer == "sparse_adam":
             sparse_ids = {id(p) for p in self.scorer.sparse_parameters()}
             sparse = [p for p in params if id(p) in sparse_ids]
@@ -163,6 +165,11 @@ class Trainer:
         weights = None if self.weights is None else torch.as_tensor(np.asarray(self.weights, np.float32), device=dev)
         self.positives.setup(users, items, X.shape[0], X.shape[1])
         self.negatives.setup(X, dev)
+        self.objective.to(dev)
+        self.objective.setup(X, dev)
+        if self.denoiser is not None:
+            steps_per_epoch = -(-users.numel() // cfg.batch_size)
+            self.denoiser.setup(users, items, X.shape[0], X.shape[1], total_steps=cfg.epochs * steps_per_epoch)
         gen = torch.Generator(device=dev)
         gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         if cfg.seed is None:
@@ -196,13 +203,17 @@ class Trainer:
                 u, i = users[idx], items[idx]
                 j = self.negatives.sample(u, cfg.num_negatives, gen)
                 pos, neg = self.scorer.batch_scores(u, i, j)
-                pos_loss, neg_loss = self.objective(pos, neg)
+                batch = Batch(u, i, j, idx, state["step"])
+                if self.denoiser is not None:
+                    batch.neg_weights = self.denoiser.negative_weights(neg.detach(), state["step"])
+                pos_loss, neg_loss = self.objective(pos, neg, batch)
                 w = None if weights is None else weights[idx]
                 if self.denoiser is not None:
                     dw = self.denoiser.weights(pos_loss.detach(), pos.detach(), state["step"], idx)
                     w = dw if w is None else w * dw
                 pos_term = pos_loss.mean() if w is None else (w * pos_loss).mean()
-                loss = pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
+                loss = (pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
+                        + self.objective.regularization())
                 for o in opts:
                     o.zero_grad(set_to_none=True)
                 loss.backward()
@@ -271,6 +282,7 @@ class Trainer:
     def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
         payload = {
             "scorer": self.scorer.state_dict(),
+            "objective": self.objective.state_dict(),
             "optimizers": [o.state_dict() for o in opts],
             "schedulers": [s.state_dict() for s in scheds],
             "generator": gen.get_state(),
@@ -302,6 +314,7 @@ class Trainer:
             raise FormatError(f"{path} was written for other data or settings; delete it or set resume=False.")
         payload = unflatten_state(arrays, meta["tree"])
         self.scorer.load_state_dict(payload["scorer"])
+        self.objective.load_state_dict(payload.get("objective") or {})
         for o, s in zip(opts, payload["optimizers"]):
             o.load_state_dict(s)
         for sch, s in zip(scheds, payload["schedulers"]):

@@ -11,7 +11,7 @@ from recfb.models.base import Recommender
 from recfb.utils.errors import DataError
 
 N_USERS, N_ITEMS = 70, 40
-METRICS = ("precision", "recall", "ndcg", "map", "mrr", "hit_rate")
+METRICS = ("precision", "recall", "calibrated_recall", "ndcg", "map", "mrr", "hit_rate")
 
 
 class FixedScores(Recommender):
@@ -77,6 +77,7 @@ def brute_force(scores, train, test, ks, filter_liked=True, users=None):
             first = [pos for pos, r in enumerate(rel) if r]
             per[f"precision@{k}"].append(hits / k)
             per[f"recall@{k}"].append(hits / len(relevant))
+            per[f"calibrated_recall@{k}"].append(hits / min(k, len(relevant)))
             per[f"ndcg@{k}"].append(dcg / idcg)
             per[f"map@{k}"].append(ap / min(k, len(relevant)))
             per[f"mrr@{k}"].append(1 / (first[0] + 1) if first else 0.0)
