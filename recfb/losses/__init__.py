@@ -4,6 +4,7 @@ An :class:`Objective` maps positive scores ``(B,)`` and negative scores ``(B, n)
 per-positive loss ``(B,)`` and a per-positive negative-part loss ``(B,)``; the training loop
 weights the first by per-interaction weights (IPS, denoising) and sums.
 """
+from recfb.losses.noisy import NBPO, nbpo_loss
 from recfb.losses.objectives import (
     BCE,
     BPR,
@@ -17,4 +18,4 @@ from recfb.losses.objectives import (
 )
 
 __all__ = ["Objective", "BPR", "BCE", "WARPHinge", "bpr_loss", "bce_loss", "warp_hinge_loss",
-           "covariance_penalty", "make_objective"]
+           "covariance_penalty", "make_objective", "NBPO", "nbpo_loss"]

@@ -35,6 +35,10 @@ class EmbeddingRecommender(Recommender):
             raise ValueError(f"learning_rate == {self.learning_rate!r}, must be > 0.")
         if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
             raise ValueError(f"regularization == {self.regularization!r}, must be >= 0.")
+        from recfb.denoise import Denoiser
+        denoise = getattr(self, "denoise", None)
+        if denoise is not None and not isinstance(denoise, Denoiser):
+            raise TypeError(f"denoise == {denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
             callbacks=(), checkpoint=None, resume: bool = False):
@@ -88,6 +92,9 @@ class EmbeddingRecommender(Recommender):
         return self
 
     def _positive_sampler(self):
+        denoise = getattr(self, "denoise", None)
+        if denoise is not None and hasattr(denoise, "positive_sampler"):
+            return denoise.positive_sampler()  # PLD resamples positives
         return AllPositives()
 
     def _objective(self, X) -> Objective:  # pragma: no cover

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recfb.losses import BPR as BPRObjective
+from recfb.losses import make_objective
 from recfb.models._embedding import EmbeddingRecommender
 from recfb.train import Scorer
 from recfb.utils.validation import check_positive_int
@@ -104,21 +104,24 @@ class LightGCN(EmbeddingRecommender):
     (He et al., SIGIR 2020, https://arxiv.org/abs/2002.02126).
 
     ``E^(k+1) = D^-1/2 A D^-1/2 E^(k)`` (torch_geometric ``LGConv``), final embedding
-    ``mean(E^(0..K))``, BPR loss on sampled triples, L2 (``regularization``) on the ego
-    embeddings of the batch. Full-graph propagation per step with sparse ops, so large
+    ``mean(E^(0..K))``, BPR loss on sampled triples by default (``loss`` takes any name or
+    :class:`recfb.losses.Objective` that MF takes: "bce", "nbpo", ...), L2 (``regularization``)
+    on the ego embeddings of the batch; ``denoise`` takes a :mod:`recfb.denoise` method.
+    Full-graph propagation per step with sparse ops, so large
     ``batch_size`` values pay on CPU. Needs ``pip install recfb[graph]`` (torch-geometric).
     """
 
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.001, regularization: float = 1e-4,
-                 iterations: int = 100, batch_size: int = 8192, num_layers: int = 3, num_negatives: int = 1,
-                 negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None, denoise=None,
-                 random_state=0, device="auto"):
+                 iterations: int = 100, batch_size: int = 8192, num_layers: int = 3, loss="bpr",
+                 num_negatives: int = 1, negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,
+                 denoise=None, random_state=0, device="auto"):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
         self.iterations = iterations
         self.batch_size = batch_size
         self.num_layers = num_layers
+        self.loss = loss
         self.num_negatives = num_negatives
         self.negatives = negatives
         self.optimizer = optimizer
@@ -129,7 +132,7 @@ class LightGCN(EmbeddingRecommender):
         self.device = device
 
     def _objective(self, X):
-        return BPRObjective()
+        return make_objective(self.loss)
 
     def _build_scorer(self, n_users, n_items, generator, X):
         check_positive_int(self.num_layers, "num_layers", minimum=0)

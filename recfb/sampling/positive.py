@@ -19,6 +19,11 @@ class PositiveSampler:
     def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def refine(self, idx, scorer, objective, negatives, generator, epoch: int, step: int) -> torch.Tensor:
+        """Called for every batch before scoring: may replace the batch's interaction indices
+        (PLD resamples each slot's positive from a pool, using the current model)."""
+        return idx
+
     def observe(self, index: torch.Tensor, losses: torch.Tensor) -> None:
         """Per-sample (detached) losses of the positives ``index`` in the last batch."""
 

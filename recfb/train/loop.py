@@ -200,6 +200,7 @@ class Trainer:
                 state["step"] += 1
             for start in range(0, 0 if fused else idx_all.numel(), cfg.batch_size):
                 idx = idx_all[start:start + cfg.batch_size]
+                idx = self.positives.refine(idx, self.scorer, self.objective, self.negatives, gen, epoch, state["step"])
                 u, i = users[idx], items[idx]
                 j = self.negatives.sample(u, cfg.num_negatives, gen)
                 pos, neg = self.scorer.batch_scores(u, i, j)

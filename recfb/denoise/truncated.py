@@ -1,0 +1,132 @@
+"""T-CE and R-CE (Wang et al., WSDM 2021, "Denoising Implicit Feedback for Recommendation")."""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from recfb.denoise.base import Denoiser
+
+
+def _check_rate(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} == {value!r}, must be a number in [0, 1).")
+    return float(value)
+
+
+class _PerInteractionStats(Denoiser):
+    """Keeps, per training interaction, the last loss seen and the last decision."""
+
+    def setup(self, users, items, n_users, n_items, total_steps):
+        super().setup(users, items, n_users, n_items, total_steps)
+        self.last_loss_ = torch.full((self.n_interactions,), float("nan"), device=users.device)
+        self.last_weight_ = torch.ones(self.n_interactions, device=users.device)
+
+    def _record(self, index, losses, w):
+        self.last_loss_[index] = losses.to(self.last_loss_.dtype)
+        self.last_weight_[index] = w.to(self.last_weight_.dtype)
+
+    def state_dict(self):
+        return {"last_loss": self.last_loss_.cpu(), "last_weight": self.last_weight_.cpu()}
+
+    def load_state_dict(self, state):
+        if state:
+            self.last_loss_ = state["last_loss"].to(self.last_loss_.device)
+            self.last_weight_ = state["last_weight"].to(self.last_weight_.device)
+
+
+class TCE(_PerInteractionStats):
+    """Truncated loss: in every batch, the ``drop_rate(t)`` fraction of *positives* with the
+    largest loss get weight 0 and the rest share the positive part of the loss (its mean over
+    the kept positives, as in the paper).
+
+    The drop rate grows linearly from 0 to ``drop_rate`` over the warm-up:
+    ``eps(t) = min(drop_rate * t / warmup_steps, drop_rate)``, ``t`` the optimisation step.
+
+    Parameters
+    ----------
+    drop_rate : float in [0, 1), default 0.2
+        ``eps_max``, the final fraction of each batch's positives dropped.
+    warmup : float in (0, 1] or int >= 1, default 0.3
+        A float is a fraction of the run's steps (0.3: ``eps_max`` is reached 30% into
+        training); an int is a number of steps. A warm-up longer than the run warns, since
+        the drop rate would never reach ``drop_rate`` (the paper's 30,000-step warm-up does
+        not on ml-100k).
+
+    The fraction is taken of the batch's positives, never of positives and negatives
+    together: with several negatives per positive a batch-level drop can remove every positive.
+    After training, ``dropped_`` marks the interactions dropped at their last visit.
+    """
+
+    def __init__(self, drop_rate: float = 0.2, warmup=0.3):
+        self.drop_rate = _check_rate(drop_rate, "drop_rate")
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup <= 0 or (
+                isinstance(warmup, float) and warmup > 1):
+            raise ValueError(f"warmup == {warmup!r}: give a fraction of the run in (0, 1] (float) or a number "
+                             "of steps >= 1 (int).")
+        self.warmup = warmup
+
+    def setup(self, users, items, n_users, n_items, total_steps):
+        super().setup(users, items, n_users, n_items, total_steps)
+        if isinstance(self.warmup, float):
+            self.warmup_steps_ = max(1, round(self.warmup * total_steps))
+        else:
+            self.warmup_steps_ = int(self.warmup)
+            if self.warmup_steps_ > total_steps:
+                warnings.warn(f"TCE warmup == {self.warmup} steps but the run has only {total_steps}: the drop "
+                              f"rate ends at {self.drop_rate * total_steps / self.warmup_steps_:.3f}, not "
+                              f"{self.drop_rate}. Give warmup as a fraction of the run (e.g. 0.3).", stacklevel=3)
+
+    def rate(self, step: int) -> float:
+        """The drop rate at optimisation step ``step``."""
+        return min(self.drop_rate * step / self.warmup_steps_, self.drop_rate)
+
+    def weights(self, losses, scores, step, index):
+        n = losses.numel()
+        n_drop = int(self.rate(step) * n)
+        w = torch.ones_like(losses)
+        if n_drop > 0:
+            w[torch.topk(losses, n_drop, sorted=False).indices] = 0.0
+            w *= n / (n - n_drop)  # the mean over the kept positives
+        self._record(index, losses, w)
+        return w
+
+    @property
+    def dropped_(self) -> torch.Tensor:
+        return self.last_weight_ == 0
+
+    def noise_scores(self):
+        """The last loss of every training interaction (T-CE's criterion: large = noisy)."""
+        return self.last_loss_.cpu().numpy()
+
+
+class RCE(_PerInteractionStats):
+    """Reweighted loss: each positive's loss is weighted by ``sigmoid(s_ui) ** beta`` and, with
+    ``negatives=True`` (the paper), each sampled negative's by ``(1 - sigmoid(s_uj)) ** beta``;
+    weights are detached. Hard (probably noisy) interactions get small weights. ``beta = 0``
+    is the plain loss.
+
+    Parameters
+    ----------
+    beta : float >= 0, default 0.25
+    negatives : bool, default True
+    """
+
+    def __init__(self, beta: float = 0.25, negatives: bool = True):
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ValueError(f"beta == {beta!r}, must be a number >= 0.")
+        self.beta, self.negatives = float(beta), bool(negatives)
+
+    def negative_weights(self, neg_scores, step):
+        if not self.negatives:
+            return None
+        return torch.sigmoid(-neg_scores).pow(self.beta)
+
+    def weights(self, losses, scores, step, index):
+        w = torch.sigmoid(scores).pow(self.beta)
+        self._record(index, losses, w)
+        return w
+
+    def noise_scores(self):
+        """``1 - weight`` at each interaction's last visit (small weight = likely noise)."""
+        return (1.0 - self.last_weight_).cpu().numpy()
