@@ -16,6 +16,8 @@ from recfb.losses.objectives import (
     make_objective,
     warp_hinge_loss,
 )
+from recfb.losses.unbiased import UBPR, DRRelMF, RelMF, dr_relmf, ideal_pairwise_loss, ideal_pointwise_loss, relmf, ubpr
 
 __all__ = ["Objective", "BPR", "BCE", "WARPHinge", "bpr_loss", "bce_loss", "warp_hinge_loss",
            "covariance_penalty", "make_objective", "NBPO", "nbpo_loss"]
+__all__ += ["RelMF", "UBPR", "DRRelMF", "relmf", "ubpr", "dr_relmf", "ideal_pointwise_loss", "ideal_pairwise_loss"]

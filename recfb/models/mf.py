@@ -1,6 +1,7 @@
 """Matrix factorisation trained with BPR or pointwise BCE on the shared training loop."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from recfb.losses import make_objective
@@ -94,7 +95,18 @@ class MF(EmbeddingRecommender):
     iterations : int, default 100
         Epochs over all positives.
     batch_size : int, default 8192
-    loss : {"bpr", "bce"} or Objective, default "bpr"
+    loss : {"bpr", "bce", "relmf", "ubpr", "relmf_dr"} or Objective, default "bpr"
+        ``"relmf"``: Rel-MF (Saito et al., WSDM 2020), ``"ubpr"``: unbiased BPR (Saito, ICTIR
+        2020), ``"relmf_dr"``: clipped doubly-robust Rel-MF; see :mod:`recfb.losses.unbiased`.
+        IPS/SNIPS-weighted BPR/BCE: ``fit(X, sample_weight=recfb.debias.ips_weights(...))``.
+    propensity : "popularity" or array (n_items,) or (n_users, n_items), default "popularity"
+        Exposure propensities of the unbiased losses (ignored by "bpr"/"bce"):
+        ``"popularity"`` is ``(n_i / max n) ** eta`` from the training clicks.
+    eta : float, default 0.5
+        Exponent of the popularity propensity.
+    clip : float in (0, 1], optional
+        Propensity clip of the unbiased losses (``theta -> max(theta, clip)``); ``"relmf_dr"``
+        uses 0.1 when None.
     num_negatives : int, default 1
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"adam", "adagrad", "sgd", "sparse_adam", "fused_sgd"}, default "adam"
@@ -115,7 +127,8 @@ class MF(EmbeddingRecommender):
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 1e-4,
                  iterations: int = 100, batch_size: int = 8192, loss="bpr", num_negatives: int = 1,
                  negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,
-                 biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0):
+                 biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0,
+                 propensity="popularity", eta: float = 0.5, clip=None):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -132,13 +145,49 @@ class MF(EmbeddingRecommender):
         self.random_state = random_state
         self.device = device
         self.num_threads = num_threads
+        self.propensity = propensity
+        self.eta = eta
+        self.clip = clip
 
     def _objective(self, X):
+        if isinstance(self.loss, str) and self.loss in _UNBIASED:
+            kwargs = {"propensity": self.propensity, "eta": self.eta}
+            if self.clip is not None or self.loss != "relmf_dr":
+                kwargs["clip"] = self.clip
+            return make_objective(self.loss, **kwargs)
         return make_objective(self.loss)
+
+    # an array propensity is kept with the arrays, not in the JSON parameters
+    def save(self, path, metadata=None):
+        if not isinstance(self.propensity, np.ndarray):
+            return super().save(path, metadata)
+        propensity = self.propensity
+        self.propensity = _ARRAY_MARK
+        try:
+            self._saved_propensity = propensity
+            return super().save(path, metadata)
+        finally:
+            self.propensity = propensity
+            del self._saved_propensity
+
+    def _get_state(self):
+        state = super()._get_state()
+        if getattr(self, "_saved_propensity", None) is not None:
+            state["propensity"] = np.asarray(self._saved_propensity)
+        return state
+
+    def _set_state(self, arrays):
+        if "propensity" in arrays:
+            self.propensity = arrays.pop("propensity")
+        super()._set_state(arrays)
 
     def _build_scorer(self, n_users, n_items, generator, X):
         return MFScorer(n_users, n_items, self.factors, generator, biases=self.biases,
                         sparse=self.optimizer == "sparse_adam", regularization=self.regularization)
+
+
+_UNBIASED = ("relmf", "ubpr", "relmf_dr")
+_ARRAY_MARK = "<array stored with the model>"
 
 
 class BPR(MF):
