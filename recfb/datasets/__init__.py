@@ -15,6 +15,7 @@ from recfb.datasets.download import ChecksumError, DownloadError, download
 from recfb.datasets.lookup import cache_dir, load, load_item_names, locate, verify
 from recfb.datasets.modcloth import ModClothData
 from recfb.datasets.movielens import IncompleteDatasetWarning
+from recfb.datasets.noise import NoisySplit, inject_noise, natural_noise_split
 from recfb.datasets.registry import DATASETS, DatasetSpec, get_spec, info, list_datasets
 from recfb.datasets.synthetic import SyntheticWorld, make_world
 from recfb.utils.errors import DataError, DatasetNotFoundError
@@ -29,6 +30,9 @@ __all__ = [
     "DownloadError",
     "IncompleteDatasetWarning",
     "ModClothData",
+    "NoisySplit",
+    "inject_noise",
+    "natural_noise_split",
     "SyntheticWorld",
     "cache_dir",
     "download",
