@@ -38,7 +38,8 @@ def _data(seed=0, n_users=30, n_items=25):
     rng = np.random.default_rng(seed)
     scores = rng.normal(size=(n_users, n_items)).astype(np.float32)
     train = sp.csr_matrix((rng.random((n_users, n_items)) < 0.2).astype(np.float32))
-    test_dense = np.where((rng.random((n_users, n_items)) < 0.3) & (train.toarray() == 0), rng.integers(1, 6, (n_users, n_items)), 0)
+    shown = (rng.random((n_users, n_items)) < 0.3) & (train.toarray() == 0)
+    test_dense = np.where(shown, rng.integers(1, 6, (n_users, n_items)), 0)
     return FixedScoresMNAR(scores).fit(train), train, sp.csr_matrix(test_dense.astype(np.float32))
 
 
