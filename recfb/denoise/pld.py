@@ -92,13 +92,15 @@ class PLDSampler(PositiveSampler):
                    * self.count[u].unsqueeze(1)).long()
         pool = self.start[u].unsqueeze(1) + offsets  # (B, k) interaction indices
         j = negatives.sample(u, 1, generator)
+        items = self.items[pool]
         with torch.no_grad():
-            uu = u.repeat_interleave(k)
-            pos, neg = scorer.batch_scores(uu, self.items[pool].reshape(-1), j.repeat_interleave(k, dim=0))
-            loss, _ = objective(pos, neg, Batch(uu, self.items[pool].reshape(-1), j.repeat_interleave(k, dim=0),
-                                                pool.reshape(-1), step))
+            # one scoring call: the negative as "positive" (B,) and the pool as "negatives" (B, k)
+            s_neg, s_pool = scorer.batch_scores(u, j[:, 0], items)
+            flat = pool.reshape(-1)
+            loss, _ = objective(s_pool.reshape(-1), s_neg.repeat_interleave(k).unsqueeze(1),
+                                Batch(u.repeat_interleave(k), items.reshape(-1), j.repeat_interleave(k, dim=0), flat, step))
             loss = loss.view(-1, k)
-            self.last_loss_[pool.reshape(-1)] = loss.reshape(-1).to(self.last_loss_.dtype)
+            self.last_loss_[flat] = loss.reshape(-1).to(self.last_loss_.dtype)
             # softmax(-loss / T) sampling by the Gumbel-max trick (seeded by the loop's generator)
             g = -torch.log(-torch.log(torch.rand(loss.shape, generator=generator, device=idx.device).clamp_(1e-12, 1)))
             choice = torch.argmax(-loss / cfg.temperature + g, dim=1)

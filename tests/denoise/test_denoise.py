@@ -293,7 +293,7 @@ def test_natural_noise_split_is_disjoint_and_clean():
     assert s.test.values.min() >= 4 and s.valid.values.min() >= 4
     assert s.train.values.min() < 4  # the noise stays in training
     dropped = len(data) - len(s.train) - len(s.valid) - len(s.test)
-    assert dropped == int(((data.values < 4).sum())) - int((s.train.values < 4).sum())
+    assert dropped == int((data.values < 4).sum()) - int((s.train.values < 4).sum())
 
 
 def test_inject_noise_adds_unobserved_pairs_per_user():
