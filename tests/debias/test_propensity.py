@@ -127,3 +127,17 @@ def test_semi_synthetic_world_is_seeded_and_mnar():
     assert a.relevance_prob.std() > 0.01  # completed ratings vary
     assert (a.train.multiply(a.valid)).nnz == 0
     assert np.isclose(a.propensity.max(), 1.0) and a.propensity[0, :5].mean() > a.propensity[0, 5:].mean()
+
+
+def test_completion_shrinks_the_biases_of_rarely_rated_items():
+    # 40 items rated 2-4 by most users; item 40 rated once, a 5. An unpenalised item bias
+    # completes it near 5 for everyone, making the least-rated item the world's most relevant.
+    from recfb.debias import complete_ratings
+    rng = np.random.default_rng(0)
+    dense = np.where(rng.random((80, 41)) < 0.5, rng.integers(2, 5, (80, 41)), 0).astype(np.float32)
+    dense[:, 40] = 0
+    dense[0, 40] = 5
+    C = complete_ratings(sp.csr_matrix(dense), rank=2, seed=0)
+    others = C[:, :40].mean(0)
+    assert C[1:, 40].mean() < others.max() + 0.3  # shrunk towards the mean, not top of the catalogue
+    assert C[1:, 40].mean() < 4.0
