@@ -7,6 +7,8 @@ from recfb.models.itemknn import ItemKNN
 from recfb.models.lightgcn import LightGCN
 from recfb.models.mf import BPR, MF
 from recfb.models.popular import MostPopular
+from recfb.models.sequential import BERT4Rec, SASRec, gSASRec
 
-__all__ = ["Recommender", "load", "MostPopular", "ItemKNN", "EASE", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
+__all__ = ["SASRec", "gSASRec", "BERT4Rec",
+           "Recommender", "load", "MostPopular", "ItemKNN", "EASE", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
            "LightGCN"]

@@ -281,7 +281,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
-        payload = {
+        write_checkpoint(path, fingerprint, {
             "scorer": self.scorer.state_dict(),
             "objective": self.objective.state_dict(),
             "optimizers": [o.state_dict() for o in opts],
@@ -291,29 +291,10 @@ class Trainer:
             "history": self.history,
             "positives": self.positives.state_dict(),
             "denoiser": None if self.denoiser is None else self.denoiser.state_dict(),
-        }
-        arrays, tree = flatten_state(payload)
-        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
-                "tree": tree}
-        arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        })
 
     def _load_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            meta = json.loads(arrays.pop("__metadata__").tobytes().decode())
-        except Exception as exc:
-            raise FormatError(f"{path} is not a readable recfb checkpoint (truncated?): {exc}") from None
-        if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version", 99) > CHECKPOINT_VERSION:
-            raise FormatError(f"{path} is not a recfb checkpoint of a supported version.")
-        if meta["fingerprint"] != fingerprint:
-            raise FormatError(f"{path} was written for other data or settings; delete it or set resume=False.")
-        payload = unflatten_state(arrays, meta["tree"])
+        payload = read_checkpoint(path, fingerprint)
         self.scorer.load_state_dict(payload["scorer"])
         self.objective.load_state_dict(payload.get("objective") or {})
         for o, s in zip(opts, payload["optimizers"]):
@@ -326,6 +307,36 @@ class Trainer:
         self.positives.load_state_dict(payload["positives"])
         if self.denoiser is not None and payload["denoiser"] is not None:
             self.denoiser.load_state_dict(payload["denoiser"])
+
+
+def write_checkpoint(path, fingerprint: str, payload: dict) -> None:
+    """Write a nested dict of tensors/arrays/JSON values as npz + JSON metadata, atomically
+    (never pickled); ``fingerprint`` ties it to the data and settings."""
+    arrays, tree = flatten_state(payload)
+    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, "fingerprint": fingerprint,
+            "tree": tree}
+    arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path, fingerprint: str) -> dict:
+    """Read what :func:`write_checkpoint` wrote; clear errors for truncated files, other
+    versions and other data or settings."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        meta = json.loads(arrays.pop("__metadata__").tobytes().decode())
+    except Exception as exc:
+        raise FormatError(f"{path} is not a readable recfb checkpoint (truncated?): {exc}") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("format_version", 99) > CHECKPOINT_VERSION:
+        raise FormatError(f"{path} is not a recfb checkpoint of a supported version.")
+    if meta["fingerprint"] != fingerprint:
+        raise FormatError(f"{path} was written for other data or settings; delete it or set resume=False.")
+    return unflatten_state(arrays, meta["tree"])
 
 
 def _schedule_factor(cfg: TrainConfig, epoch: int) -> float:
