@@ -64,6 +64,15 @@ def gbce_beta(num_negatives: int, n_items: int, t: float) -> float:
     return alpha * (t * (1 - 1 / alpha) + 1 / alpha)
 
 
+def trim(*arrays):
+    """Drop the leading all-padding columns shared by left-padded arrays (the first array
+    decides); returns the trimmed arrays and the number of columns dropped."""
+    width = int((arrays[0] != 0).sum(axis=1).max()) if arrays[0].size else 0
+    width = max(width, 1)
+    offset = arrays[0].shape[1] - width
+    return [a[:, offset:] for a in arrays], offset
+
+
 # ---------------------------------------------------------------------- networks
 class _Block(torch.nn.Module):
     """Pre-norm self-attention block. SASRec: queries normalised, keys/values not (the
@@ -108,18 +117,23 @@ class SequenceEncoder(torch.nn.Module):
         torch.nn.init.xavier_normal_(self.item.weight[1:].data)
         torch.nn.init.xavier_normal_(self.pos.weight.data)
 
-    def forward(self, seq):
-        L = seq.shape[1]
+    def forward(self, seq, offset: int = 0):
+        """``seq`` (B, W) left-padded ids; ``offset`` = how many leading columns of the
+        ``max_len`` window were trimmed (positions stay those of the full window, so the last
+        column is always position ``max_len - 1``). Padded keys are masked, so the output does
+        not depend on how much padding a batch carries (batches are trimmed to their longest
+        sequence)."""
+        B, W = seq.shape
         pad = seq == 0
-        x = self.item(seq) * math.sqrt(self.d) + self.pos.weight[:L].unsqueeze(0)
+        x = self.item(seq) * math.sqrt(self.d) + self.pos.weight[offset:offset + W].unsqueeze(0)
         x = self.drop(x) * ~pad.unsqueeze(-1)
+        eye = torch.eye(W, dtype=torch.bool, device=seq.device)
+        blocked = pad.unsqueeze(1) & ~eye  # a padded key is seen by nobody but itself
         if self.causal:
-            mask = torch.ones(L, L, dtype=torch.bool, device=seq.device).triu_(1)
-            key_pad = None  # SASRec: padded positions are zeroed, not masked (no all-masked rows)
-        else:
-            mask, key_pad = None, pad
+            blocked = blocked | torch.ones(W, W, dtype=torch.bool, device=seq.device).triu_(1)
+        mask = blocked.repeat_interleave(self.blocks[0].attn.num_heads, dim=0) if self.blocks else None
         for blk in self.blocks:
-            x = blk(x, mask, key_pad) * ~pad.unsqueeze(-1)
+            x = blk(x, mask, None) * ~pad.unsqueeze(-1)
         return self.norm(x)
 
     def item_vectors(self) -> torch.Tensor:
@@ -156,7 +170,9 @@ class SASRec(Recommender):
     ``batch_size``, ``random_state``, ``device``) plus ``max_len``, ``num_blocks``,
     ``num_heads``, ``dropout``, ``loss``, ``num_negatives``, ``gbce_t``, ``patience`` and
     ``eval_every`` (early stopping on validation NDCG@10 with ``fit(..., valid=...)``).
-    Mixed precision (bfloat16 autocast) is used on CUDA.
+    Mixed precision (bfloat16 autocast) is used on CUDA. Batches group users of similar length
+    and are trimmed to their longest sequence; padded keys are masked, so this changes speed,
+    not results.
 
     Histories: the fitted sequences are kept; :meth:`set_histories` replaces them (e.g. train
     + validation before testing) and ``recommend(..., histories=...)`` scores histories given at
@@ -276,10 +292,14 @@ class SASRec(Recommender):
         while state["epoch"] < self.iterations and not stop:
             t0 = time.perf_counter()
             net.train()
-            order = torch.randperm(trainable.size, generator=gen, device=dev).cpu().numpy()
+            # length-bucketed batches: users sorted by length (random ties), cut into batches that
+            # are visited in random order, so a batch pads only to its own longest sequence
+            perm = torch.randperm(trainable.size, generator=gen, device=dev).cpu().numpy()
+            order = perm[np.argsort(np.minimum(lengths[trainable][perm], self.max_len + 1), kind="stable")]
+            starts = np.arange(0, order.size, self.batch_size)
             total, n_pos = 0.0, 0
-            for start in range(0, order.size, self.batch_size):
-                rows = trainable[order[start:start + self.batch_size]]
+            for b in torch.randperm(starts.size, generator=gen, device=dev).cpu().numpy():
+                rows = trainable[order[starts[b]:starts[b] + self.batch_size]]
                 with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                     loss, count = self._batch_loss(net, rows, gen)
                 opt.zero_grad(set_to_none=True)
@@ -356,13 +376,14 @@ class SASRec(Recommender):
     def _batch_loss(self, net, rows, gen):
         dev = self.device_
         L = self.max_len
-        inp = torch.as_tensor(pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_last=1), device=dev)
-        tgt = torch.as_tensor(pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_first=1), device=dev)
-        h = net(inp)
+        (inp, tgt), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_last=1),
+                                  pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_first=1))
+        inp, tgt = torch.as_tensor(inp, device=dev), torch.as_tensor(tgt, device=dev)
+        h = net(inp, offset)
         valid = tgt > 0
         hv = h[valid]  # (P, d)
         t = tgt[valid] - 1  # item ids
-        users = torch.as_tensor(rows, device=dev).unsqueeze(1).expand(-1, L)[valid]
+        users = torch.as_tensor(rows, device=dev).unsqueeze(1).expand(-1, tgt.shape[1])[valid]
         V = net.item_vectors()
         if self.loss == "softmax":
             loss = F.cross_entropy(net.logits(hv).float(), t)
@@ -417,8 +438,8 @@ class SASRec(Recommender):
         with torch.no_grad():
             for start in range(0, rows.size, 1024):
                 r = rows[start:start + 1024]
-                inp = torch.as_tensor(self._query_input(indptr, items, r), device=dev)
-                out.append(self.net_(inp)[:, -1].float().cpu().numpy())
+                (inp,), offset = trim(self._query_input(indptr, items, r))
+                out.append(self.net_(torch.as_tensor(inp, device=dev), offset)[:, -1].float().cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, self.factors), np.float32)
 
     def _scores_from_hidden(self, h: np.ndarray) -> np.ndarray:
@@ -538,14 +559,15 @@ class BERT4Rec(SASRec):
 
     def _batch_loss(self, net, rows, gen):
         dev = self.device_
-        seq = torch.as_tensor(pad_left(self.hist_indptr_, self.hist_items_, rows, self.max_len), device=dev)
+        (seq,), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, rows, self.max_len))
+        seq = torch.as_tensor(seq, device=dev)
         real = seq > 0
         masked = (torch.rand(seq.shape, generator=gen, device=dev) < self.mask_prob) & real
         # at least one masked position per sequence: the last one when none was drawn
         none = ~masked.any(dim=1)
         masked[none, -1] = True
         inp = seq.masked_fill(masked, self.n_items_ + 1)
-        h = net(inp)
+        h = net(inp, offset)
         t = seq[masked] - 1
         loss = F.cross_entropy(net.logits(h[masked]).float(), t)
         return loss, int(t.numel())

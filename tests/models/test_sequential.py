@@ -131,6 +131,15 @@ def test_resume_ends_where_uninterrupted_run_ends(tmp_path):
     np.testing.assert_array_equal(full.item_factors, resumed.item_factors)
 
 
+def test_scores_do_not_depend_on_batch_padding():
+    data = cyclic(min_len=3, max_len=30)
+    m = small(iterations=2, max_len=20).fit(data, show_progress=False)
+    H = m.history_matrix()
+    together = m.score(np.arange(data.n_users), H)
+    alone = np.vstack([m.score([u], H[u]) for u in range(5)])  # each user in a batch of one
+    np.testing.assert_allclose(alone, together[:5], rtol=1e-5, atol=1e-5)
+
+
 def test_same_seed_same_model():
     a = small(iterations=2, dropout=0.2).fit(cyclic(), show_progress=False)
     b = small(iterations=2, dropout=0.2).fit(cyclic(), show_progress=False)
