@@ -6,11 +6,13 @@ and Coat's MAR test (issue 7's targets).
 Semi-synthetic (Saito et al., WSDM 2020): ML-100K ratings completed by a low-rank model fitted
 on the observed entries only; relevance gamma from the completed ratings, exposure
 theta_i = (n_i / max n) ** power; clicks = exposure x relevance, split 80/20 into train and a
-validation log. Every method's L2 strength (--grid; default 1e-3 only) is tuned on seed 0 by IPS-DCG@5 (true propensities,
-ip_cap 100) on the validation log; figures are the true DCG@5 (gains = gamma, full ranking,
+validation log. Every method is tuned on seed 0 by IPS-DCG@5 (true propensities, ip_cap 100) on
+the validation log over the same number of candidates: L2 (--grid) x (epochs, lr) in EPOCHS x
+the negative weight (pointwise) or number of negatives (pairwise); figures are the true DCG@5 (gains = gamma, full ranking,
 train clicks excluded), mean and std over seeds (each seed draws a new click log and a new
 initialisation). Coat: clicks = MNAR train ratings >= 4, MAR test relevant = rating >= 4,
-popularity propensities (eta 0.5), L2 tuned on a held-out 20% of the train clicks by IPS-DCG@5.
+popularity propensities (eta 0.5), tuned on a held-out 20% of the train clicks by IPS-DCG@5
+(same grid).
 """
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ from recfb.debias import complete_ratings, make_semi_synthetic, popularity_prope
 from recfb.evaluation import ips_ranking_metrics, mar_ranking_metrics, popularity_buckets, true_relevance_metrics
 from recfb.models import EASE, MF, MostPopular
 
-GRID = (1e-3,)  # L2 candidates tuned on the validation log; --grid widens it
+GRID = (0.03, 0.3)  # L2 candidates tuned on the validation log; --grid changes it
+EPOCHS = ((15, 0.01), (40, 0.01))  # (epochs, Adam learning rate) candidates
+NEG_WEIGHTS = (1.0, 4.0, "all")  # pointwise losses: weight of each sampled negative (RelMF's negative_weight)
 
 
 class OracleScores(recfb.models.Recommender):
@@ -50,25 +54,55 @@ class OracleScores(recfb.models.Recommender):
         return self.scores[userids]
 
 
-def methods(theta, quick):
-    """name -> (builder(reg, seed), L2 grid). ``theta``: propensities for the unbiased losses."""
-    it = 8 if quick else 15
-    common = dict(factors=32, iterations=it, batch_size=2048, learning_rate=0.01, device="cpu", num_negatives=4)
+def naive_imputation(X, seed):
+    """Click probabilities of a pre-trained naive pointwise MF (Rel-MF with theta = 1 and the
+    exact all-pairs negative weight, so sigmoid(s) estimates P(click)); fixed configuration."""
+    m = MF(factors=32, iterations=15, batch_size=2048, learning_rate=0.01, device="cpu", num_negatives=4,
+           regularization=0.1, loss=recfb.losses.RelMF(np.ones(X.shape[1]), negative_weight="all"),
+           random_state=1000 + seed).fit(X, show_progress=False)
+    return (1 / (1 + np.exp(-(m.user_factors @ m.item_factors.T)))).astype(np.float32)
 
-    def mf(**kw):
-        return lambda reg, seed: MF(regularization=reg, random_state=seed, **common, **kw)
-    grid = GRID
+
+def methods(theta, quick):
+    """name -> (builder(cfg, seed, X), grid of cfg). ``theta``: propensities for the unbiased
+    losses. A cfg is (L2, (epochs, lr), negative weight) for pointwise losses and (L2, (epochs,
+    lr), num_negatives) for pairwise ones; every method gets the same number of candidates."""
+    epochs = ((8, 0.01),) if quick else EPOCHS
+    ones = np.ones_like(np.asarray(theta, np.float64))
+
+    def mf(make_loss, pairwise=False):
+        def build(cfg, seed, X):
+            reg, (it, lr), third = cfg
+            loss = make_loss(third, X, seed)
+            return MF(regularization=reg, random_state=seed, factors=32, iterations=it, batch_size=2048,
+                      learning_rate=lr, device="cpu", num_negatives=third if pairwise else 4, loss=loss)
+        thirds = (1, 4, 16) if pairwise else NEG_WEIGHTS
+        return build, [(r, e, t) for r in GRID for e in epochs for t in (thirds[1:2] if quick else thirds)]
+
+    L = recfb.losses
     return {
-        "MF-BCE (naive)": (mf(loss="bce"), grid),
-        "MF-BPR (naive)": (mf(loss="bpr"), grid),
-        "Rel-MF clip 0.01": (mf(loss="relmf", propensity=theta, clip=0.01), grid),
-        "Rel-MF clip 0.1": (mf(loss="relmf", propensity=theta, clip=0.1), grid),
-        "Rel-MF clip 0.3": (mf(loss="relmf", propensity=theta, clip=0.3), grid),
-        "Rel-MF clip 0.1 squared": (mf(loss=recfb.losses.RelMF(theta, clip=0.1, loss="squared")), grid),
-        "DR Rel-MF clip 0.3": (mf(loss="relmf_dr", propensity=theta, clip=0.3), grid),
-        "UBPR clip 0.1 (nn)": (mf(loss=recfb.losses.UBPR(theta, clip=0.1, nonnegative=True)), grid),
-        "DR Rel-MF clip 0.1": (mf(loss="relmf_dr", propensity=theta, clip=0.1), grid),
+        "MF-BCE (naive)": mf(lambda nw, X, s: L.RelMF(ones, negative_weight=nw)),
+        "MF-BPR (naive)": mf(lambda n, X, s: "bpr", pairwise=True),
+        "Rel-MF clip 0.01": mf(lambda nw, X, s: L.RelMF(theta, clip=0.01, negative_weight=nw)),
+        "Rel-MF clip 0.1": mf(lambda nw, X, s: L.RelMF(theta, clip=0.1, negative_weight=nw)),
+        "Rel-MF clip 0.3": mf(lambda nw, X, s: L.RelMF(theta, clip=0.3, negative_weight=nw)),
+        "UBPR clip 0.1 (nn)": mf(lambda n, X, s: L.UBPR(theta, clip=0.1, nonnegative=True), pairwise=True),
+        "DR Rel-MF clip 0.1 (naive-MF imputed)": mf(lambda nw, X, s: L.DRRelMF(
+            theta, clip=0.1, negative_weight=nw, imputation=naive_imputation(X, s))),
+        "DR Rel-MF clip 0.3 (naive-MF imputed)": mf(lambda nw, X, s: L.DRRelMF(
+            theta, clip=0.3, negative_weight=nw, imputation=naive_imputation(X, s))),
     }
+
+
+def tune(build, grid, X, valid, theta):
+    """The grid point with the best IPS-DCG@5 (ip_cap 100) on the validation log, seed 0."""
+    best = None
+    for cfg in grid:
+        m = build(cfg, 0, X).fit(X, show_progress=False)
+        v = ips_ranking_metrics(m, X, valid, theta, k=5, ip_cap=100)["ips_dcg@5"]
+        if best is None or v > best[0]:
+            best = (v, cfg)
+    return best[1]
 
 
 def semi_synthetic(args):
@@ -90,15 +124,11 @@ def semi_synthetic(args):
     tuned = {}
     for name, (build, grid) in methods(theta_items, args.quick).items():
         t0 = time.perf_counter()
-        best = None
-        for reg in grid:
-            m = build(reg, 0).fit(w0.train, show_progress=False)
-            v = ips_ranking_metrics(m, w0.train, w0.valid, theta_items, k=5, ip_cap=100)["ips_dcg@5"]
-            if best is None or v > best[0]:
-                best = (v, reg)
-        tuned[name] = best[1]
-        table[name] = [evaluate(build(best[1], s).fit(w.train, show_progress=False), w) for s, w in enumerate(worlds)]
-        print(f"  {name:28s} reg {best[1]:g}  true DCG@5 {np.mean(table[name]):.4f} +- {np.std(table[name]):.4f} "
+        cfg = tune(build, grid, w0.train, w0.valid, theta_items)
+        tuned[name] = repr(cfg)
+        table[name] = [evaluate(build(cfg, s, w.train).fit(w.train, show_progress=False), w)
+                       for s, w in enumerate(worlds)]
+        print(f"  {name:38s} {cfg}  true DCG@5 {np.mean(table[name]):.4f} +- {np.std(table[name]):.4f} "
               f"({time.perf_counter() - t0:.0f}s)", flush=True)
     return table, tuned
 
@@ -142,12 +172,9 @@ def coat(args):
         best_l2 = max(best_l2 or (v, l2), (v, l2))
     run("EASE", lambda s: EASE(l2=best_l2[1]))
     for name, (build, grid) in methods(theta, args.quick).items():
-        best = None
-        for reg in grid:
-            m = build(reg, 0).fit(fit_part, show_progress=False)
-            v = ips_ranking_metrics(m, fit_part, valid, theta, k=5, ip_cap=100)["ips_dcg@5"]
-            best = max(best or (v, reg), (v, reg))
-        run(name, lambda s, b=build, r=best[1]: b(r, s))
+        cfg = tune(build, grid, fit_part, valid, theta)
+        print(f"  {name:38s} tuned {cfg}", flush=True)
+        run(name, lambda s, b=build, c=cfg: b(c, s, clicks))
     return results
 
 
@@ -157,7 +184,7 @@ def main():
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--power", type=float, default=1.0, help="popularity power law of semi-synthetic exposure")
     p.add_argument("--json", default=None, help="write all figures here")
-    p.add_argument("--grid", type=float, nargs="+", default=[1e-3], help="L2 strengths to tune over")
+    p.add_argument("--grid", type=float, nargs="+", default=[0.03, 0.3], help="L2 strengths to tune over")
     args = p.parse_args()
     global GRID
     GRID = tuple(args.grid)
