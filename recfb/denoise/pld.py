@@ -97,13 +97,15 @@ class PLDSampler(PositiveSampler):
             # one scoring call: the negative as "positive" (B,) and the pool as "negatives" (B, k)
             s_neg, s_pool = scorer.batch_scores(u, j[:, 0], items)
             flat = pool.reshape(-1)
-            loss, _ = objective(s_pool.reshape(-1), s_neg.repeat_interleave(k).unsqueeze(1),
-                                Batch(u.repeat_interleave(k), items.reshape(-1), j.repeat_interleave(k, dim=0), flat, step))
+            batch = None
+            if objective.needs_batch:
+                batch = Batch(u.repeat_interleave(k), items.reshape(-1), j.repeat_interleave(k, dim=0), flat, step)
+            loss, _ = objective(s_pool.reshape(-1), s_neg.repeat_interleave(k).unsqueeze(1), batch)
             loss = loss.view(-1, k)
-            self.last_loss_[flat] = loss.reshape(-1).to(self.last_loss_.dtype)
+            self.last_loss_[flat] = loss.reshape(-1)
             # softmax(-loss / T) sampling by the Gumbel-max trick (seeded by the loop's generator)
-            g = -torch.log(-torch.log(torch.rand(loss.shape, generator=generator, device=idx.device).clamp_(1e-12, 1)))
-            choice = torch.argmax(-loss / cfg.temperature + g, dim=1)
+            g = torch.rand(loss.shape, generator=generator, device=idx.device).clamp_(1e-12, 1).log_().neg_().log_()
+            choice = torch.argmax(loss.div_(-cfg.temperature).sub_(g), dim=1)
         return pool.gather(1, choice.unsqueeze(1)).squeeze(1)
 
     def state_dict(self):

@@ -64,6 +64,7 @@ class Objective(torch.nn.Module):
     before training with the CSR training matrix (for propensities, counts)."""
 
     name = "objective"
+    needs_batch = True  # False: the objective ignores ``batch`` (callers may pass None)
 
     def setup(self, X, device) -> None:
         pass
@@ -78,6 +79,7 @@ class Objective(torch.nn.Module):
 
 class BPR(Objective):
     name = "bpr"
+    needs_batch = False
 
     def forward(self, pos, neg, batch=None):
         return bpr_loss(pos, neg), torch.zeros_like(pos)
@@ -85,6 +87,7 @@ class BPR(Objective):
 
 class BCE(Objective):
     name = "bce"
+    needs_batch = False
 
     def forward(self, pos, neg, batch=None):
         return bce_loss(pos, neg, None if batch is None else batch.neg_weights)
