@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _report import emit, shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 20
@@ -47,11 +48,6 @@ def environment() -> dict:
     return {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "torch": f"{torch.__version__} "
             f"({torch.get_num_threads()} threads)", "recfb": recfb.__version__}
-
-
-def data_dir():
-    shared = ROOT.parent / "shared" / "datasets"
-    return shared if shared.is_dir() else None
 
 
 # ---------------------------------------------------------------------- methods
@@ -104,7 +100,7 @@ def ml100k_natural(seed):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = load("ml-100k", data_dir=data_dir(), quiet=True)
+        data = load("ml-100k", data_dir=shared_data_dir(), quiet=True)
     s = natural_noise_split(data, clean_threshold=4, test_fraction=0.2, validation_fraction=0.1, seed=seed)
     return binary(s.train), binary(s.valid), binary(s.test)
 
@@ -112,7 +108,7 @@ def ml100k_natural(seed):
 def modcloth(seed):
     from recfb.datasets import load
 
-    d = load("modcloth-deca", data_dir=data_dir(), quiet=True)
+    d = load("modcloth-deca", data_dir=shared_data_dir(), quiet=True)
     return binary(d.train), binary(d.valid.subset(d.valid.values >= 5)), binary(d.test_clean)
 
 
@@ -122,7 +118,7 @@ def ml100k_injected(seed, rate):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = load("ml-100k", data_dir=data_dir(), quiet=True)
+        data = load("ml-100k", data_dir=shared_data_dir(), quiet=True)
     clean = data.subset(data.values >= 4)
     train, valid, test = random_holdout(clean, test_fraction=0.2, validation_fraction=0.1, seed=seed)
     noisy, mask = inject_noise(train, rate, exclude=(valid, test), seed=seed) if rate > 0 else (train, None)
@@ -331,10 +327,7 @@ def main(argv=None):
 
     lines += cost_section(cfg, args.cost_rounds)
     lines += [f"Total run time: {(time.perf_counter() - t_all) / 60:.1f} min.", ""]
-    report = "\n".join(lines)
-    print("\n" + report)
-    if args.output:
-        args.output.write_text(report + "\n")
+    emit(lines, args.output)
 
 
 if __name__ == "__main__":

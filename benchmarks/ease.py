@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _report import emit
 
 L2 = 500.0
 ROOT = Path(__file__).resolve().parents[1]
@@ -346,10 +347,7 @@ def main(argv=None):
         lines = [f"Command: `python benchmarks/ease.py {' '.join(sys.argv[1:])}`  ", f"Date: {env['date']}  ",
                  f"Versions: Python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, torch {env['torch']}, "
                  f"recfb {env['recfb']}  ", f"BLAS: {env['blas']}", ""] + strong_generalization_section(quick=args.quick)
-        report = "\n".join(lines)
-        print("\n" + report)
-        if args.output:
-            args.output.write_text(report + "\n")
+        emit(lines, args.output)
         return
 
     ml1m_shape = (6_040, 3_706, 1_000_000)
@@ -507,10 +505,7 @@ def main(argv=None):
             lines += strong_generalization_section(quick=args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = "\n".join(lines)
-    print("\n" + report)
-    if args.output:
-        args.output.write_text(report + "\n")
+    emit(lines, args.output)
 
 
 if __name__ == "__main__":

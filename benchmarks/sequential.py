@@ -29,14 +29,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _report import emit, shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"video": {"hr@10": 0.7410, "ndcg@10": 0.5360}}
-
-
-def data_dir():
-    shared = ROOT.parent / "shared" / "datasets"
-    return shared if shared.is_dir() else None
 
 
 def models(quick: bool):
@@ -64,7 +60,7 @@ def run(name, make, dataset, budget_s, eval_every, quick):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        data = load(dataset, data_dir=data_dir(), quiet=True)
+        data = load(dataset, data_dir=shared_data_dir(), quiet=True)
     train, valid, test = leave_one_out(data, by="row")
     rng = np.random.default_rng(0)
     valid_users = np.unique(valid.users)
@@ -143,10 +139,7 @@ def main(argv=None):
                           f"{sas['sampled_hr@10']:.4f} ({sas['sampled_hr@10'] / p['hr@10'] - 1:+.1%}), "
                           f"{sas['sampled_ndcg@10']:.4f} ({sas['sampled_ndcg@10'] / p['ndcg@10'] - 1:+.1%}); target: within 3%."]
         lines += ["", "Validation curves (NDCG@10): " + "; ".join(f"{r['model']}: {r['valid_curve']}" for r in rows), ""]
-    report = "\n".join(lines)
-    print("\n" + report)
-    if args.output:
-        args.output.write_text(report + "\n")
+    emit(lines, args.output)
 
 
 if __name__ == "__main__":
