@@ -52,7 +52,7 @@ def models(quick: bool):
     }
 
 
-def run(name, make, dataset, budget_s, eval_every, quick):
+def run(name, make, dataset, budget_s, eval_every, quick, checkpoint=None):
     from recfb.data import concatenate
     from recfb.data.split import leave_one_out
     from recfb.datasets import load
@@ -67,7 +67,8 @@ def run(name, make, dataset, budget_s, eval_every, quick):
     valid_users = np.sort(rng.choice(valid_users, size=min(5000, valid_users.size), replace=False))
     model = make().set_params(eval_every=eval_every)
     t0 = time.perf_counter()
-    model.fit(train, valid=valid, show_progress=False, time_limit=budget_s, valid_users=valid_users)
+    model.fit(train, valid=valid, show_progress=False, time_limit=budget_s, valid_users=valid_users,
+              checkpoint=checkpoint, resume=checkpoint is not None)
     fit_s = time.perf_counter() - t0
     model.set_histories(concatenate([train, valid]))
     H = model.history_matrix()
@@ -99,7 +100,11 @@ def main(argv=None):
     parser.add_argument("--datasets", nargs="*", default=["video", "beauty"])
     parser.add_argument("--models", nargs="*", help="substrings of model names to run")
     parser.add_argument("--output", type=Path)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--checkpoint-dir", type=Path, help="checkpoint each model here; a rerun resumes it")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     budget = 60.0 if args.quick else args.budget * 60
     datasets = ["video"] if args.quick else args.datasets
     env = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
@@ -111,7 +116,11 @@ def main(argv=None):
         for name, make in models(args.quick).items():
             if args.models and not any(m.lower() in name.lower() for m in args.models):
                 continue
-            r = run(name, make, dataset, budget, 1 if args.quick else args.eval_every, args.quick)
+            ckpt = None
+            if args.checkpoint_dir:
+                args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+                ckpt = args.checkpoint_dir / f"{dataset}-{''.join(c for c in name if c.isalnum())}.npz"
+            r = run(name, make, dataset, budget, 1 if args.quick else args.eval_every, args.quick, ckpt)
             results.append(r)
             print(json.dumps(r), flush=True)
     lines = ["# Sequential recommenders (leave-one-out)", "",
