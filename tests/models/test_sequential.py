@@ -1,6 +1,7 @@
 """SASRec / gSASRec / BERT4Rec: sequences, losses, next-item learning, histories, persistence."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from recfb.data import Interactions, concatenate
@@ -92,7 +93,7 @@ def test_leave_one_out_evaluation_full_and_sampled():
 
 def test_histories_given_at_call_time_for_unseen_users():
     m = small(loss="softmax").fit(cyclic(), show_progress=False)
-    empty = m.history_matrix()[:2] * 0
+    empty = sp.csr_matrix((2, N_ITEMS), dtype=np.float32)
     ids, _ = m.recommend([0, 1], empty, N=1, histories=[[3, 4, 5], [10, 11]], filter_already_liked_items=False)
     np.testing.assert_array_equal(ids[:, 0], [6, 0])
     with pytest.raises(DataError, match="outside the vocabulary"):
