@@ -158,12 +158,14 @@ class SASRec(Recommender):
 
     - ``"bce"``: the original: ``-log sigmoid(s+) - sum_j log(1 - sigmoid(s_j))`` with
       ``num_negatives`` items outside the user's history (the paper: 1).
-    - ``"gbce"``: gSASRec's generalised BCE with ``k = num_negatives`` uniform negatives and
+    - ``"gbce"``: gSASRec's generalised BCE with ``k = num_negatives`` uniform negatives (drawn
+      per sequence and shared by its positions, which saves the per-position gather) and
       calibration ``gbce_t``: the positive term is raised to ``beta = alpha (t (1 - 1/alpha)
       + 1/alpha)``, ``alpha = k / (n_items - 1)``, which corrects the overconfidence that
       negative sampling causes (``t = 1`` recovers full-softmax-like calibration, ``t = 0``
       plain BCE).
-    - ``"sampled_softmax"``: cross-entropy over the positive and ``num_negatives`` uniform items.
+    - ``"sampled_softmax"``: cross-entropy over the positive and ``num_negatives`` uniform items
+      (per sequence, as for gBCE).
     - ``"softmax"``: cross-entropy over the whole catalogue.
 
     Parameters use the common names (``factors``, ``iterations``, ``learning_rate``,
@@ -389,9 +391,16 @@ class SASRec(Recommender):
             loss = F.cross_entropy(net.logits(hv).float(), t)
             return loss, int(t.numel())
         k = self.num_negatives
-        neg = self._negatives(users, k, gen, exclude_history=self.loss == "bce")
         s_pos = (hv * V[t]).sum(-1).float()
-        s_neg = torch.bmm(V[neg], hv.unsqueeze(2)).squeeze(2).float()
+        if self.loss == "bce":  # the original: per position, outside the user's history
+            neg = self._negatives(users, k, gen, exclude_history=True)
+            s_neg = torch.bmm(V[neg], hv.unsqueeze(2)).squeeze(2).float()
+        else:
+            # k uniform negatives per sequence, shared by its positions: one (W, d) x (d, k)
+            # product per sequence instead of gathering k vectors per position
+            seq_neg = self._negatives(torch.as_tensor(rows, device=dev), k, gen, exclude_history=False)
+            s_all = torch.bmm(h, V[seq_neg].transpose(1, 2))  # (B, W, k)
+            s_neg = s_all[valid].float()
         if self.loss == "sampled_softmax":
             logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1)
             loss = F.cross_entropy(logits, torch.zeros(t.numel(), dtype=torch.long, device=dev))
