@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from recfb.data.interactions import Interactions
 from recfb.models.base import Recommender
+from recfb.sampling.negative import VerifiedUniformNegatives
 from recfb.utils.device import resolve_device
 from recfb.utils.errors import DataError, NotFittedError
 from recfb.utils.validation import check_positive_int
@@ -262,12 +263,10 @@ class SASRec(Recommender):
                               causal=self.causal).to(dev)
         self.net_ = net
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, betas=(0.9, 0.98), weight_decay=self.l2)
-        # user-history keys for negatives outside the history; users whose history covers the
-        # whole catalogue have no such negative and are left out of the check
-        keys = np.unique(np.repeat(np.arange(n_users), lengths) * n_items + items)
-        distinct = np.bincount(keys // n_items, minlength=n_users)
-        self._full_users = torch.as_tensor(distinct >= n_items, device=dev)
-        self._hist_keys = torch.as_tensor(keys, device=dev)
+        # negatives outside the user's history (SASRec's sampler); histories covering the whole
+        # catalogue get unchecked uniform items
+        self._history_negatives = VerifiedUniformNegatives(allow_full_users=True)
+        self._history_negatives.setup(self._history_matrix(), dev)
         valid_X = None
         if valid is not None:
             valid_X = sp.csr_matrix(valid.with_id_space(interactions.user_map, interactions.item_map).matrix)
@@ -357,23 +356,10 @@ class SASRec(Recommender):
         return h.hexdigest()
 
     def _negatives(self, users, n, gen, exclude_history: bool):
-        """(len(users), n) uniform items; with ``exclude_history`` re-drawn (vectorised rounds)
-        while they fall in the user's history."""
-        dev = users.device
-        neg = torch.randint(0, self.n_items_, (users.numel(), n), generator=gen, device=dev)
-        if not exclude_history or self._hist_keys.numel() == 0:
-            return neg
-        keys = self._hist_keys
-        open_users = ~self._full_users[users].unsqueeze(1)
-        for _ in range(20):
-            k = users.unsqueeze(1) * self.n_items_ + neg
-            pos = torch.searchsorted(keys, k).clamp_(max=keys.numel() - 1)
-            bad = (keys[pos] == k) & open_users
-            n_bad = int(bad.sum())
-            if n_bad == 0:
-                break
-            neg[bad] = torch.randint(0, self.n_items_, (n_bad,), generator=gen, device=dev)
-        return neg
+        """(len(users), n) uniform items; with ``exclude_history`` none in the user's history."""
+        if exclude_history:
+            return self._history_negatives.sample(users, n, gen)
+        return torch.randint(0, self.n_items_, (users.numel(), n), generator=gen, device=users.device)
 
     def _batch_loss(self, net, rows, gen):
         dev = self.device_

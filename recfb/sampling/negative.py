@@ -56,16 +56,22 @@ class VerifiedUniformNegatives(NegativeSampler):
 
     max_rounds = 50
 
+    def __init__(self, allow_full_users: bool = False):
+        # allow_full_users: a user who interacted with every item gets unchecked uniform items
+        # instead of an error (SASRec's histories may cover a small catalogue)
+        self.allow_full_users = allow_full_users
+
     def setup(self, X, device):
         super().setup(X, device)
         counts = np.diff(X.indptr)
         full = np.flatnonzero(counts >= X.shape[1])
-        if full.size:
+        if full.size and not self.allow_full_users:
             raise DataError(f"user {int(full[0])} interacted with all {X.shape[1]} items, so no unseen negative "
                             "exists; drop such users or use negatives='uniform'.")
         users = np.repeat(np.arange(X.shape[0], dtype=np.int64), counts)
         keys = np.sort(users * X.shape[1] + X.indices.astype(np.int64))
         self.keys = torch.as_tensor(keys, device=device)
+        self.full = torch.as_tensor(counts >= X.shape[1], device=device)
 
     def _seen(self, users, items):
         key = users.unsqueeze(1) * self.n_items + items
@@ -75,7 +81,7 @@ class VerifiedUniformNegatives(NegativeSampler):
     def sample(self, users, n, generator):
         items = torch.randint(0, self.n_items, (users.numel(), n), generator=generator, device=users.device)
         for _ in range(self.max_rounds):
-            bad = self._seen(users, items)
+            bad = self._seen(users, items) & ~self.full[users].unsqueeze(1)
             n_bad = int(bad.sum())
             if n_bad == 0:
                 return items
