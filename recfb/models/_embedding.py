@@ -70,8 +70,13 @@ class EmbeddingRecommender(Recommender):
         if valid_items is not None:
             valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
         self.device_ = resolve_device(self.device)
-        gen = torch.Generator().manual_seed(0 if self.random_state is None else int(self.random_state))
-        scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        gen = torch.Generator().manual_seed(seed)
+        # modules' default initialisers draw from the global RNG: seed it for them, and give the
+        # caller's state back afterwards
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
         config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              optimizer=self.optimizer, lr_schedule=getattr(self, "lr_schedule", None),
                              num_negatives=getattr(self, "num_negatives", 1), patience=getattr(self, "patience", None),

@@ -9,21 +9,20 @@ Item ids inside the networks are shifted by one: 0 is padding, ``1..n_items`` th
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
-import time
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from recfb.data.interactions import Interactions
 from recfb.models.base import Recommender
 from recfb.sampling.negative import VerifiedUniformNegatives
+from recfb.train.sequence import gather_rows, length_groups
 from recfb.utils.device import resolve_device
 from recfb.utils.errors import DataError, NotFittedError
 from recfb.utils.validation import check_positive_int
@@ -76,8 +75,9 @@ def trim(*arrays):
 
 # ---------------------------------------------------------------------- networks
 class _Block(torch.nn.Module):
-    """Pre-norm self-attention block. SASRec: queries normalised, keys/values not (the
-    original), ReLU feed-forward of width d. BERT4Rec: GELU feed-forward of width 4d."""
+    """Pre-norm self-attention block. SASRec (as the original code): queries normalised,
+    keys/values not, dropout on the attention weights and inside the ReLU feed-forward of width
+    d. BERT4Rec: a pre-norm transformer block with GELU feed-forward of width 4d."""
 
     def __init__(self, d, heads, dropout, bert: bool):
         super().__init__()
@@ -97,8 +97,9 @@ class _Block(torch.nn.Module):
         if self.bert:  # pre-norm transformer
             x = x + self.drop(a)
             return x + self.ff(self.norm2(x))
-        # SASRec: residual on the normalised queries; the feed-forward's residual on its normalised input
-        y = self.norm2(q + self.drop(a))
+        # SASRec: residual on the normalised queries, no dropout on the attention output (only
+        # on its weights); the feed-forward's residual on its normalised input
+        y = self.norm2(q + a)
         return y + self.ff(y)
 
 
@@ -118,15 +119,15 @@ class SequenceEncoder(torch.nn.Module):
         torch.nn.init.xavier_normal_(self.item.weight[1:].data)
         torch.nn.init.xavier_normal_(self.pos.weight.data)
 
-    def forward(self, seq, offset: int = 0):
+    def forward(self, seq, offset: int = 0, emb=None):
         """``seq`` (B, W) left-padded ids; ``offset`` = how many leading columns of the
         ``max_len`` window were trimmed (positions stay those of the full window, so the last
         column is always position ``max_len - 1``). Padded keys are masked, so the output does
         not depend on how much padding a batch carries (batches are trimmed to their longest
-        sequence)."""
+        sequence). ``emb``: the item embeddings of ``seq`` when already gathered."""
         B, W = seq.shape
         pad = seq == 0
-        x = self.item(seq) * math.sqrt(self.d) + self.pos.weight[offset:offset + W].unsqueeze(0)
+        x = (self.item(seq) if emb is None else emb) * math.sqrt(self.d) + self.pos.weight[offset:offset + W].unsqueeze(0)
         x = self.drop(x) * ~pad.unsqueeze(-1)
         eye = torch.eye(W, dtype=torch.bool, device=seq.device)
         blocked = pad.unsqueeze(1) & ~eye  # a padded key is seen by nobody but itself
@@ -171,11 +172,16 @@ class SASRec(Recommender):
 
     Parameters use the common names (``factors``, ``iterations``, ``learning_rate``,
     ``batch_size``, ``random_state``, ``device``) plus ``max_len``, ``num_blocks``,
-    ``num_heads``, ``dropout``, ``loss``, ``num_negatives``, ``gbce_t``, ``patience`` and
-    ``eval_every`` (early stopping on validation NDCG@10 with ``fit(..., valid=...)``).
-    Mixed precision (bfloat16 autocast) is used on CUDA. Batches group users of similar length
-    and are trimmed to their longest sequence; padded keys are masked, so this changes speed,
-    not results.
+    ``num_heads``, ``dropout``, ``loss``, ``num_negatives``, ``gbce_t``, ``l2`` (Adam weight
+    decay), ``patience``, ``eval_every`` and ``valid_negatives`` (early stopping on validation
+    NDCG@10 with ``fit(..., valid=...)``: full ranking, history excluded, when None; else the
+    sampled protocol, the validation item among that many uniform negatives).
+
+    Training runs on the common epoch loop (:class:`recfb.train.sequence.SequenceTrainer`):
+    batches of ``batch_size`` random users, Adam with betas (0.9, 0.98) as the original code,
+    bfloat16 autocast on CUDA, checkpoints, callbacks. Inside a batch, sequences of similar
+    length are computed together and trimmed to their longest; padded keys are masked, so this
+    changes speed, not results.
 
     Histories: the fitted sequences are kept; :meth:`set_histories` replaces them (e.g. train
     + validation before testing) and ``recommend(..., histories=...)`` scores histories given at
@@ -188,7 +194,8 @@ class SASRec(Recommender):
     def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 1,
                  dropout: float = 0.2, loss: str = "bce", num_negatives: int = 1, gbce_t: float = 0.75,
-                 l2: float = 0.0, patience=None, eval_every: int = 1, random_state=0, device="auto"):
+                 l2: float = 0.0, patience=None, eval_every: int = 1, valid_negatives=None, random_state=0,
+                 device="auto"):
         self.factors = factors
         self.iterations = iterations
         self.learning_rate = learning_rate
@@ -203,6 +210,7 @@ class SASRec(Recommender):
         self.l2 = l2
         self.patience = patience
         self.eval_every = eval_every
+        self.valid_negatives = valid_negatives
         self.random_state = random_state
         self.device = device
 
@@ -225,6 +233,8 @@ class SASRec(Recommender):
             raise ValueError(f"gbce_t == {self.gbce_t!r}, must be in [0, 1].")
         if self.patience is not None:
             check_positive_int(self.patience, "patience")
+        if self.valid_negatives is not None:
+            check_positive_int(self.valid_negatives, "valid_negatives")
 
     @staticmethod
     def _sequences(data, what="interactions"):
@@ -238,12 +248,21 @@ class SASRec(Recommender):
     # ------------------------------------------------------------------ fit
     def fit(self, interactions, show_progress: bool = True, *, valid=None, checkpoint=None, resume: bool = False,
             callbacks=(), time_limit: float | None = None, valid_users=None):
-        """Train on ordered interactions; ``valid`` (one next item per user, same id space, e.g.
-        ``leave_one_out``'s validation part) drives early stopping (``patience``) and the best
-        epoch's weights are restored. ``checkpoint``/``resume`` as in the other models.
-        ``time_limit`` (seconds) stops after the epoch that passes it, like early stopping (the
-        best validated weights are kept); ``valid_users`` restricts validation to those users."""
-        from recfb.train.loop import read_checkpoint, write_checkpoint
+        """Train on ordered interactions through the common epoch loop
+        (:class:`recfb.train.sequence.SequenceTrainer`: random batches of sequences, grouped
+        by length inside a batch, bfloat16 autocast on CUDA).
+
+        ``valid`` (one next item per user, same id space, e.g. ``leave_one_out``'s validation
+        part) is scored every ``eval_every`` epochs by NDCG@10 (full ranking, or the sampled
+        protocol with ``valid_negatives``); it drives early stopping (``patience``) and the
+        best epoch's weights are restored. ``valid_users`` restricts validation to those users.
+        ``checkpoint``/``resume`` as in the other models (a resumed run ends where an
+        uninterrupted one ends). ``time_limit`` (seconds of training, summed over resumed
+        runs) stops after the epoch that passes it, like early stopping. After fitting,
+        ``history_`` holds each epoch's logs, ``best_epoch_`` the restored epoch and
+        ``stopped_by_`` why training ended (``"epochs"``, ``"patience"``, ``"time_limit"``)."""
+        from recfb.train import TrainConfig
+        from recfb.train.sequence import SequenceTrainer
 
         self._check_params()
         indptr, items = self._sequences(interactions)
@@ -254,96 +273,55 @@ class SASRec(Recommender):
             raise DataError(f"no user has a sequence of at least {self._min_length()} items; nothing to train on.")
         self.n_users_, self.n_items_ = n_users, n_items
         self.hist_indptr_, self.hist_items_ = indptr, items
-        self.device_ = resolve_device(self.device)
-        dev = self.device_
-        seed = 0 if self.random_state is None else int(self.random_state)
-        torch.manual_seed(seed)
-        gen = torch.Generator(device=dev).manual_seed(seed)
-        net = SequenceEncoder(n_items, self.factors, self.max_len, self.num_blocks, self.num_heads, self.dropout,
-                              causal=self.causal).to(dev)
+        self.device_ = dev = resolve_device(self.device)
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(0 if self.random_state is None else int(self.random_state))
+            net = SequenceEncoder(n_items, self.factors, self.max_len, self.num_blocks, self.num_heads, self.dropout,
+                                  causal=self.causal).to(dev)
         self.net_ = net
-        opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, betas=(0.9, 0.98), weight_decay=self.l2)
         # negatives outside the user's history (SASRec's sampler); histories covering the whole
         # catalogue get unchecked uniform items
+        hist_X = self._history_matrix()
         self._history_negatives = VerifiedUniformNegatives(allow_full_users=True)
-        self._history_negatives.setup(self._history_matrix(), dev)
-        valid_X = None
+        self._history_negatives.setup(hist_X, dev)
+        validate = None
         if valid is not None:
             valid_X = sp.csr_matrix(valid.with_id_space(interactions.user_map, interactions.item_map).matrix)
             if valid_X.shape != (n_users, n_items):
                 raise DataError(f"valid has shape {valid_X.shape}, expected {(n_users, n_items)}.")
-        hist_X = self._history_matrix()
-        state = {"epoch": 0, "best": None, "best_epoch": None, "bad": 0, "best_weights": None}
-        self.history_ = []
-        fingerprint = self._fingerprint(indptr, items)
-        if checkpoint is not None and resume:
-            from pathlib import Path
-            if Path(checkpoint).exists():
-                payload = read_checkpoint(checkpoint, fingerprint)
-                net.load_state_dict(payload["net"])
-                opt.load_state_dict(payload["optimizer"])
-                gen.set_state(payload["generator"])
-                torch.set_rng_state(payload["torch_rng"])
-                state.update(payload["state"])
-                self.history_ = payload["history"]
-        amp = dev.type == "cuda"
-        t_start = time.perf_counter()
-        bar = tqdm(total=self.iterations, initial=state["epoch"], disable=not show_progress, desc="epochs", leave=False)
-        stop = False
-        while state["epoch"] < self.iterations and not stop:
-            t0 = time.perf_counter()
-            net.train()
-            # length-bucketed batches: users sorted by length (random ties), cut into batches that
-            # are visited in random order, so a batch pads only to its own longest sequence
-            perm = torch.randperm(trainable.size, generator=gen, device=dev).cpu().numpy()
-            order = perm[np.argsort(np.minimum(lengths[trainable][perm], self.max_len + 1), kind="stable")]
-            starts = np.arange(0, order.size, self.batch_size)
-            total, n_pos = 0.0, 0
-            for b in torch.randperm(starts.size, generator=gen, device=dev).cpu().numpy():
-                rows = trainable[order[starts[b]:starts[b] + self.batch_size]]
-                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                    loss, count = self._batch_loss(net, rows, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * count
-                n_pos += count
-            epoch = state["epoch"] + 1
-            logs = {"epoch": epoch, "loss": total / max(n_pos, 1), "seconds": time.perf_counter() - t0,
-                    "positions_per_s": n_pos / (time.perf_counter() - t0)}
-            if not np.isfinite(logs["loss"]):
-                raise FloatingPointError(f"training loss became {logs['loss']} in epoch {epoch}; lower the "
-                                         f"learning rate ({self.learning_rate}).")
-            if valid_X is not None and (epoch % self.eval_every == 0 or epoch == self.iterations):
-                from recfb.evaluation import ranking_metrics
-                net.eval()
-                score = ranking_metrics(self, hist_X, valid_X, k=10, users=valid_users)["ndcg@10"]
-                logs["valid"] = score
-                if state["best"] is None or score > state["best"]:
-                    state.update(best=score, best_epoch=epoch, bad=0, best_weights=copy.deepcopy(net.state_dict()))
-                else:
-                    state["bad"] += 1
-                    if self.patience is not None and state["bad"] >= self.patience:
-                        stop = True
-            state["epoch"] = epoch
-            if time_limit is not None and time.perf_counter() - t_start > time_limit:
-                stop = True
-            self.history_.append(logs)
-            bar.update(1)
-            bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
-            if checkpoint is not None:
-                write_checkpoint(checkpoint, fingerprint, {
-                    "net": net.state_dict(), "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "state": state, "history": self.history_})
-            for cb in callbacks:
-                cb(epoch, logs)
-        bar.close()
-        if state["best_weights"] is not None:
-            net.load_state_dict(state["best_weights"])
-        self.best_epoch_ = state["best_epoch"]
+            validate = self._make_validator(hist_X, valid_X, valid_users)
+        config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                             optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience,
+                             eval_every=self.eval_every, seed=self.random_state, show_progress=show_progress,
+                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
+                             time_limit=time_limit)
+        trainer = SequenceTrainer(net, self._batch_loss, trainable, config, dev,
+                                  fingerprint=self._fingerprint(indptr, items), validate=validate,
+                                  callbacks=callbacks)
+        trainer.fit()
+        self.history_ = trainer.history
+        self.best_epoch_ = trainer.best_epoch_
+        self.stopped_by_ = trainer.stopped_by
         net.eval()
         self._export()
         return self
+
+    def _make_validator(self, hist_X, valid_X, valid_users):
+        from recfb.evaluation import ranking_metrics, sampled_ranking_metrics
+
+        def validate(_net):
+            if self.valid_negatives is None:
+                return ranking_metrics(self, hist_X, valid_X, k=10, users=valid_users)["ndcg@10"]
+            # the same negatives at every validation (fixed seed), so epochs are compared fairly
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # users with fewer eligible items are ranked against all
+                return sampled_ranking_metrics(self, hist_X, valid_X, n_negatives=self.valid_negatives, k=10,
+                                               seed=0, users=valid_users)["ndcg@10"]
+        return validate
+
+    def _widths(self, lengths: np.ndarray) -> np.ndarray:
+        """Columns a training sequence of each length needs (inputs ``s[:-1]``)."""
+        return np.minimum(lengths - 1, self.max_len)
 
     def _min_length(self) -> int:
         return 2  # one (input, target) pair
@@ -361,38 +339,50 @@ class SASRec(Recommender):
             return self._history_negatives.sample(users, n, gen)
         return torch.randint(0, self.n_items_, (users.numel(), n), generator=gen, device=users.device)
 
-    def _batch_loss(self, net, rows, gen):
-        dev = self.device_
-        L = self.max_len
-        (inp, tgt), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_last=1),
-                                  pad_left(self.hist_indptr_, self.hist_items_, rows, L, drop_first=1))
-        inp, tgt = torch.as_tensor(inp, device=dev), torch.as_tensor(tgt, device=dev)
-        h = net(inp, offset)
-        valid = tgt > 0
-        hv = h[valid]  # (P, d)
-        t = tgt[valid] - 1  # item ids
-        users = torch.as_tensor(rows, device=dev).unsqueeze(1).expand(-1, tgt.shape[1])[valid]
-        V = net.item_vectors()
-        if self.loss == "softmax":
-            loss = F.cross_entropy(net.logits(hv).float(), t)
-            return loss, int(t.numel())
+    def _batch_loss(self, rows, gen):
+        """Summed loss of a batch of users and its number of positions. The batch is computed
+        in length groups (each trimmed to its longest sequence) with one gather of the item
+        table; negatives are drawn for the whole batch."""
+        net, dev, L = self.net_, self.device_, self.max_len
+        lengths = self.hist_indptr_[rows + 1] - self.hist_indptr_[rows]
+        groups = []  # (rows, inputs, targets (shifted ids, 0 = padding), offset)
+        for g in length_groups(self._widths(lengths)):
+            r = rows[g]
+            (inp, tgt), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, r, L, drop_last=1),
+                                      pad_left(self.hist_indptr_, self.hist_items_, r, L, drop_first=1))
+            groups.append((r, torch.as_tensor(inp, device=dev), torch.as_tensor(tgt, device=dev), offset))
+        valid = [tgt > 0 for _, _, tgt, _ in groups]
+        t = torch.cat([tgt[v] for (_, _, tgt, _), v in zip(groups, valid)])  # shifted target ids
         k = self.num_negatives
-        s_pos = (hv * V[t]).sum(-1).float()
+        parts = [inp for _, inp, _, _ in groups] + [t]
         if self.loss == "bce":  # the original: per position, outside the user's history
-            neg = self._negatives(users, k, gen, exclude_history=True)
-            s_neg = torch.bmm(V[neg], hv.unsqueeze(2)).squeeze(2).float()
-        else:
+            users = torch.cat([torch.as_tensor(r, device=dev).unsqueeze(1).expand_as(tgt)[v]
+                               for (r, _, tgt, _), v in zip(groups, valid)])
+            parts.append(self._negatives(users, k, gen, exclude_history=True) + 1)
+        elif self.loss != "softmax":
             # k uniform negatives per sequence, shared by its positions: one (W, d) x (d, k)
             # product per sequence instead of gathering k vectors per position
-            seq_neg = self._negatives(torch.as_tensor(rows, device=dev), k, gen, exclude_history=False)
-            s_all = torch.bmm(h, V[seq_neg].transpose(1, 2))  # (B, W, k)
-            s_neg = s_all[valid].float()
+            n_seq = sum(r.size for r, _, _, _ in groups)
+            parts.append(torch.randint(1, self.n_items_ + 1, (n_seq, k), generator=gen, device=dev))
+        embs = gather_rows(net.item.weight, parts)
+        hs = [net(inp, offset, emb=e) for (_, inp, _, offset), e in zip(groups, embs)]
+        hv = torch.cat([h[v] for h, v in zip(hs, valid)])  # (P, d)
+        if self.loss == "softmax":
+            return F.cross_entropy(net.logits(hv).float(), t - 1, reduction="sum"), int(t.numel())
+        s_pos = (hv * embs[len(groups)]).sum(-1).float()
+        vneg = embs[len(groups) + 1]
+        if self.loss == "bce":
+            s_neg = torch.bmm(vneg, hv.unsqueeze(2)).squeeze(2).float()
+        else:
+            sizes = [r.size for r, _, _, _ in groups]
+            s_neg = torch.cat([torch.bmm(h, vn.transpose(1, 2))[v]  # (B, W, k) -> (P_g, k)
+                               for h, vn, v in zip(hs, vneg.split(sizes), valid)]).float()
         if self.loss == "sampled_softmax":
             logits = torch.cat([s_pos.unsqueeze(1), s_neg], dim=1)
-            loss = F.cross_entropy(logits, torch.zeros(t.numel(), dtype=torch.long, device=dev))
+            loss = F.cross_entropy(logits, torch.zeros(t.numel(), dtype=torch.long, device=dev), reduction="sum")
         else:
             beta = gbce_beta(k, self.n_items_, self.gbce_t) if self.loss == "gbce" else 1.0
-            loss = (beta * F.softplus(-s_pos) + F.softplus(s_neg).sum(1)).mean()
+            loss = (beta * F.softplus(-s_pos) + F.softplus(s_neg).sum(1)).sum()
         return loss, int(t.numel())
 
     # ------------------------------------------------------------------ histories and scoring
@@ -515,11 +505,11 @@ class gSASRec(SASRec):  # noqa: N801 - the paper's name
     def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 1,
                  dropout: float = 0.2, num_negatives: int = 256, gbce_t: float = 0.75, l2: float = 0.0,
-                 patience=None, eval_every: int = 1, random_state=0, device="auto"):
+                 patience=None, eval_every: int = 1, valid_negatives=None, random_state=0, device="auto"):
         super().__init__(factors=factors, iterations=iterations, learning_rate=learning_rate, batch_size=batch_size,
                          max_len=max_len, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, loss="gbce",
                          num_negatives=num_negatives, gbce_t=gbce_t, l2=l2, patience=patience, eval_every=eval_every,
-                         random_state=random_state, device=device)
+                         valid_negatives=valid_negatives, random_state=random_state, device=device)
 
 
 class BERT4Rec(SASRec):
@@ -538,10 +528,11 @@ class BERT4Rec(SASRec):
     def __init__(self, *, factors: int = 64, iterations: int = 200, learning_rate: float = 1e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 2,
                  dropout: float = 0.1, mask_prob: float = 0.2, l2: float = 0.0, patience=None, eval_every: int = 1,
-                 random_state=0, device="auto"):
+                 valid_negatives=None, random_state=0, device="auto"):
         super().__init__(factors=factors, iterations=iterations, learning_rate=learning_rate, batch_size=batch_size,
                          max_len=max_len, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, loss="softmax",
-                         l2=l2, patience=patience, eval_every=eval_every, random_state=random_state, device=device)
+                         l2=l2, patience=patience, eval_every=eval_every, valid_negatives=valid_negatives,
+                         random_state=random_state, device=device)
         self.mask_prob = mask_prob
 
     def _check_params(self):
@@ -552,20 +543,25 @@ class BERT4Rec(SASRec):
     def _min_length(self) -> int:
         return 1
 
-    def _batch_loss(self, net, rows, gen):
-        dev = self.device_
-        (seq,), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, rows, self.max_len))
-        seq = torch.as_tensor(seq, device=dev)
-        real = seq > 0
-        masked = (torch.rand(seq.shape, generator=gen, device=dev) < self.mask_prob) & real
-        # at least one masked position per sequence: the last one when none was drawn
-        none = ~masked.any(dim=1)
-        masked[none, -1] = True
-        inp = seq.masked_fill(masked, self.n_items_ + 1)
-        h = net(inp, offset)
-        t = seq[masked] - 1
-        loss = F.cross_entropy(net.logits(h[masked]).float(), t)
-        return loss, int(t.numel())
+    def _widths(self, lengths: np.ndarray) -> np.ndarray:
+        return np.minimum(lengths, self.max_len)
+
+    def _batch_loss(self, rows, gen):
+        net, dev, L = self.net_, self.device_, self.max_len
+        lengths = self.hist_indptr_[rows + 1] - self.hist_indptr_[rows]
+        groups, targets = [], []
+        for g in length_groups(self._widths(lengths)):
+            (seq,), offset = trim(pad_left(self.hist_indptr_, self.hist_items_, rows[g], L))
+            seq = torch.as_tensor(seq, device=dev)
+            masked = (torch.rand(seq.shape, generator=gen, device=dev) < self.mask_prob) & (seq > 0)
+            # at least one masked position per sequence: the last one when none was drawn
+            masked[~masked.any(dim=1), -1] = True
+            groups.append((seq.masked_fill(masked, self.n_items_ + 1), masked, offset))
+            targets.append(seq[masked] - 1)
+        embs = gather_rows(net.item.weight, [inp for inp, _, _ in groups])
+        h = torch.cat([net(inp, offset, emb=e)[masked] for (inp, masked, offset), e in zip(groups, embs)])
+        t = torch.cat(targets)
+        return F.cross_entropy(net.logits(h).float(), t, reduction="sum"), int(t.numel())
 
     def _query_input(self, indptr, items, rows) -> np.ndarray:
         # the last max_len - 1 items, then the mask token

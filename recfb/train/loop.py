@@ -78,6 +78,9 @@ class TrainConfig:
     checkpoint_every: int = 1
     resume: bool = False
     num_threads: int = 0
+    time_limit: float | None = None
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.0
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "num_negatives", "eval_every", "checkpoint_every"):
@@ -92,9 +95,188 @@ class TrainConfig:
             raise ValueError(f"lr_schedule == {self.lr_schedule!r}, must be one of {SCHEDULES}.")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(f"patience == {self.patience!r}, must be None or an int >= 1.")
+        if self.time_limit is not None and not (isinstance(self.time_limit, (int, float)) and self.time_limit > 0):
+            raise ValueError(f"time_limit == {self.time_limit!r}, must be None or seconds > 0.")
 
 
-class Trainer:
+class EpochLoop:
+    """The epoch driver every trained model shares: seeded generator, optimisers and
+    schedules, the NaN guard, validation every ``eval_every`` epochs with early stopping and
+    the best weights restored, a wall-clock ``time_limit``, callbacks, checkpoint/resume
+    (arrays + JSON, no pickle; the global torch RNG that dropout draws from included) and a
+    tqdm bar.
+
+    Subclasses say what an epoch is: :meth:`_setup` (once, before the first epoch or the
+    resumed one), :meth:`_run_epoch` (returns the summed loss and the number of training
+    examples it covered), and optionally :meth:`_optimizers`, :meth:`_extra_state` /
+    :meth:`_load_extra_state` (their own checkpointed state) and :meth:`_fingerprint`.
+    :class:`Trainer` (pairs of user and item) and
+    :class:`recfb.train.sequence.SequenceTrainer` (batches of sequences) are the two.
+    """
+
+    def __init__(self, module: torch.nn.Module, config: TrainConfig, device, validate=None, callbacks=()):
+        config.validate()
+        self.module, self.config, self.device = module, config, torch.device(device)
+        self.validate_fn = validate
+        self.callbacks = list(callbacks)
+        self.history: list[dict] = []
+
+    # ------------------------------------------------------------------ hooks
+    def _setup(self, gen: torch.Generator) -> None:
+        pass
+
+    def _parameters(self) -> list:
+        return [p for p in self.module.parameters() if p.requires_grad]
+
+    def _optimizers(self) -> list:
+        cfg = self.config
+        params = self._parameters()
+        if cfg.optimizer == "sparse_adam":
+            sparse_ids = {id(p) for p in self.module.sparse_parameters()}
+            sparse = [p for p in params if id(p) in sparse_ids]
+            dense = [p for p in params if id(p) not in sparse_ids]
+            if not sparse:
+                raise ValueError("optimizer='sparse_adam' needs a scorer with sparse embeddings.")
+            opts = [torch.optim.SparseAdam(sparse, lr=cfg.learning_rate)]
+            if dense:
+                opts.append(torch.optim.Adam(dense, lr=cfg.learning_rate))
+            return opts
+        if cfg.optimizer == "adam":
+            return [torch.optim.Adam(params, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay)]
+        cls = {"adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[cfg.optimizer]
+        return [cls(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)]
+
+    def _schedulers(self, opts):
+        cfg = self.config
+        if cfg.lr_schedule is None or not opts:
+            return []
+        make = {
+            "cosine": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs),
+            "step": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=max(1, cfg.epochs // 3), gamma=0.1),
+            "exponential": lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.95),
+        }[cfg.lr_schedule]
+        return [make(o) for o in opts]
+
+    def _run_epoch(self, epoch: int, gen: torch.Generator, state: dict, opts: list) -> tuple[float, int]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _extra_state(self) -> dict:
+        return {}
+
+    def _load_extra_state(self, payload: dict) -> None:
+        pass
+
+    def _fingerprint(self) -> str:
+        raise NotImplementedError  # pragma: no cover
+
+    # ------------------------------------------------------------------ the loop
+    def _run(self):
+        # the global RNG (dropout) is seeded for the run and restored afterwards, so training
+        # is reproducible without changing the caller's random state
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            return self._loop()
+
+    def _loop(self):
+        cfg, dev = self.config, self.device
+        gen = torch.Generator(device=dev)
+        gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
+        if cfg.seed is None:
+            gen.seed()
+        else:
+            torch.manual_seed(int(cfg.seed))  # dropout and other global draws
+        self._setup(gen)
+        opts = self._optimizers()
+        scheds = self._schedulers(opts)
+        state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "best_weights": None,
+                 "seconds": 0.0}
+        fingerprint = self._fingerprint()
+        if cfg.checkpoint and cfg.resume and Path(cfg.checkpoint).exists():
+            self._load_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+
+        bar = tqdm(total=cfg.epochs, initial=state["epoch"], disable=not cfg.show_progress, desc="epochs", leave=False)
+        stop = False
+        self.stopped_by = "epochs"
+        while state["epoch"] < cfg.epochs and not stop:
+            epoch = state["epoch"]
+            t0 = time.perf_counter()
+            self.module.train()
+            total, count = self._run_epoch(epoch, gen, state, opts)
+            for s in scheds:
+                s.step()
+            mean_loss = float(total) / max(count, 1)
+            if not np.isfinite(mean_loss):
+                raise FloatingPointError(
+                    f"training loss became {mean_loss} in epoch {epoch + 1}; the learning rate "
+                    f"({cfg.learning_rate}) is probably too high, or the input has extreme weights. "
+                    "Nothing was saved.")
+            seconds = time.perf_counter() - t0
+            lr_now = opts[0].param_groups[0]["lr"] if opts else cfg.learning_rate * _schedule_factor(cfg, epoch)
+            logs = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr_now, "seconds": seconds,
+                    "examples_per_s": count / max(seconds, 1e-9)}
+            if self.validate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                self.module.eval()
+                with torch.no_grad():
+                    score = float(self.validate_fn(self.module))
+                logs["valid"] = score
+                if state["best_score"] is None or score > state["best_score"]:
+                    state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0,
+                                 best_weights=copy.deepcopy(self.module.state_dict()))
+                else:
+                    state["bad_epochs"] += 1
+                    if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+                        stop, self.stopped_by = True, "patience"
+            state["epoch"] = epoch + 1
+            state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t0
+            if cfg.time_limit is not None and state["seconds"] > cfg.time_limit and state["epoch"] < cfg.epochs:
+                stop, self.stopped_by = True, "time_limit"
+            self.history.append(logs)
+            bar.update(1)
+            bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
+            if cfg.checkpoint and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs or stop):
+                self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+            for cb in self.callbacks:
+                cb(epoch + 1, logs)
+        bar.close()
+        if state["best_weights"] is not None:
+            self.module.load_state_dict(state["best_weights"])
+        self.best_epoch_ = state["best_epoch"]
+        self.best_score_ = state["best_score"]
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
+        payload = {
+            "scorer": self.module.state_dict(),
+            "optimizers": [o.state_dict() for o in opts],
+            "schedulers": [s.state_dict() for s in scheds],
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "state": state,
+            "history": self.history,
+        }
+        if self.device.type == "cuda":
+            payload["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        payload.update(self._extra_state())
+        write_checkpoint(path, fingerprint, payload)
+
+    def _load_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
+        payload = read_checkpoint(path, fingerprint)
+        self.module.load_state_dict(payload["scorer"])
+        for o, s in zip(opts, payload["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(scheds, payload["schedulers"]):
+            sch.load_state_dict(s)
+        gen.set_state(payload["generator"])
+        if payload.get("torch_rng") is not None:
+            torch.set_rng_state(payload["torch_rng"])
+        if payload.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(payload["cuda_rng"], self.device)
+        state.update(payload["state"])
+        self.history = payload["history"]
+        self._load_extra_state(payload)
+
+
+class Trainer(EpochLoop):
     """Runs epochs of mini-batch training of ``scorer`` on the positives of ``X``.
 
     Parameters
@@ -118,149 +300,94 @@ class Trainer:
 
     def __init__(self, scorer: Scorer, objective, negatives, positives, config: TrainConfig, device,
                  weights=None, denoiser=None, validate=None, callbacks=()):
-        config.validate()
+        super().__init__(scorer, config, device, validate=validate, callbacks=callbacks)
         self.scorer, self.objective, self.negatives, self.positives = scorer, objective, negatives, positives
-        self.config, self.device = config, torch.device(device)
-        self.weights, self.denoiser, self.validate_fn = weights, denoiser, validate
-        self.callbacks = list(callbacks)
-        self.history: list[dict] = []
+        self.weights, self.denoiser = weights, denoiser
 
-    # ------------------------------------------------------------------ set-up
+    # ------------------------------------------------------------------ hooks
+    def _parameters(self):
+        return super()._parameters() + [p for p in self.objective.parameters() if p.requires_grad]
+
     def _optimizers(self):
-        cfg = self.config
-        if cfg.optimizer == "fused_sgd":
+        if self.config.optimizer == "fused_sgd":
             return []
-        params = [p for p in self.scorer.parameters() if p.requires_grad]
-        params += [p for p in self.objective.parameters() if p.requires_grad]
-        if cfg.optimizer == "sparse_adam":
-            sparse_ids = {id(p) for p in self.scorer.sparse_parameters()}
-            sparse = [p for p in params if id(p) in sparse_ids]
-            dense = [p for p in params if id(p) not in sparse_ids]
-            if not sparse:
-                raise ValueError("optimizer='sparse_adam' needs a scorer with sparse embeddings.")
-            opts = [torch.optim.SparseAdam(sparse, lr=cfg.learning_rate)]
-            if dense:
-                opts.append(torch.optim.Adam(dense, lr=cfg.learning_rate))
-            return opts
-        cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[cfg.optimizer]
-        return [cls(params, lr=cfg.learning_rate)]
+        return super()._optimizers()
 
-    def _schedulers(self, opts):
-        cfg = self.config
-        if cfg.lr_schedule is None or not opts:
-            return []
-        make = {
-            "cosine": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs),
-            "step": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=max(1, cfg.epochs // 3), gamma=0.1),
-            "exponential": lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.95),
-        }[cfg.lr_schedule]
-        return [make(o) for o in opts]
+    def _fingerprint(self) -> str:
+        return _fingerprint(self._X, self.config)
 
-    # ------------------------------------------------------------------ main loop
-    def fit(self, X: sp.csr_matrix):
-        cfg, dev = self.config, self.device
-        coo = X.tocoo()
-        users = torch.as_tensor(coo.row.astype(np.int64), device=dev)
-        items = torch.as_tensor(coo.col.astype(np.int64), device=dev)
-        weights = None if self.weights is None else torch.as_tensor(np.asarray(self.weights, np.float32), device=dev)
-        self.positives.setup(users, items, X.shape[0], X.shape[1])
+    def _setup(self, gen):
+        cfg, dev, X = self.config, self.device, self._X
+        self.positives.setup(self._users, self._items, X.shape[0], X.shape[1])
         self.negatives.setup(X, dev)
         self.objective.to(dev)
         self.objective.setup(X, dev)
         if self.denoiser is not None:
-            steps_per_epoch = -(-users.numel() // cfg.batch_size)
-            self.denoiser.setup(users, items, X.shape[0], X.shape[1], total_steps=cfg.epochs * steps_per_epoch)
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
-        if cfg.seed is None:
-            gen.seed()
-        fused = cfg.optimizer == "fused_sgd"
-        if fused:
+            steps_per_epoch = -(-self._users.numel() // cfg.batch_size)
+            self.denoiser.setup(self._users, self._items, X.shape[0], X.shape[1],
+                                total_steps=cfg.epochs * steps_per_epoch)
+        if cfg.optimizer == "fused_sgd":
             self._check_fused()
-        opts = self._optimizers()
-        scheds = self._schedulers(opts)
-        state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "best_weights": None}
-        fingerprint = _fingerprint(X, cfg)
-        if cfg.checkpoint and cfg.resume and Path(cfg.checkpoint).exists():
-            self._load_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
 
-        bar = tqdm(total=cfg.epochs, initial=state["epoch"], disable=not cfg.show_progress, desc="epochs", leave=False)
-        stop = False
-        while state["epoch"] < cfg.epochs and not stop:
-            epoch = state["epoch"]
-            t0 = time.perf_counter()
-            self.scorer.train()
-            idx_all = self.positives.epoch_indices(epoch, gen)
-            total = torch.zeros((), device=dev)
-            if fused:
-                negs = self.negatives.sample(users[idx_all], cfg.num_negatives, gen)
-                lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
-                total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective.name,
-                                                 cfg.num_threads)
-                state["step"] += 1
-            for start in range(0, 0 if fused else idx_all.numel(), cfg.batch_size):
-                idx = idx_all[start:start + cfg.batch_size]
-                idx = self.positives.refine(idx, self.scorer, self.objective, self.negatives, gen, epoch, state["step"])
-                u, i = users[idx], items[idx]
-                j = self.negatives.sample(u, cfg.num_negatives, gen)
-                pos, neg = self.scorer.batch_scores(u, i, j)
-                batch = Batch(u, i, j, idx, state["step"])
-                if self.denoiser is not None:
-                    batch.neg_weights = self.denoiser.negative_weights(neg.detach(), state["step"])
-                pos_loss, neg_loss = self.objective(pos, neg, batch)
-                w = None if weights is None else weights[idx]
-                if self.denoiser is not None:
-                    dw = self.denoiser.weights(pos_loss.detach(), pos.detach(), state["step"], idx)
-                    w = dw if w is None else w * dw
-                pos_term = pos_loss.mean() if w is None else (w * pos_loss).mean()
-                loss = (pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
-                        + self.objective.regularization())
-                for o in opts:
-                    o.zero_grad(set_to_none=True)
-                loss.backward()
-                for o in opts:
-                    o.step()
-                self.scorer.post_step()
-                self.positives.observe(idx, pos_loss.detach())
-                total += loss.detach() * idx.numel()
-                state["step"] += 1
-            for s in scheds:
-                s.step()
-            mean_loss = float(total) / max(idx_all.numel(), 1)
-            if not np.isfinite(mean_loss):
-                raise FloatingPointError(
-                    f"training loss became {mean_loss} in epoch {epoch + 1}; the learning rate "
-                    f"({cfg.learning_rate}) is probably too high, or the input has extreme weights. "
-                    "Nothing was saved.")
-            lr_now = opts[0].param_groups[0]["lr"] if opts else cfg.learning_rate * _schedule_factor(cfg, epoch)
-            logs = {"epoch": epoch + 1, "loss": mean_loss, "lr": lr_now,
-                    "seconds": time.perf_counter() - t0}
-            if self.validate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
-                self.scorer.eval()
-                with torch.no_grad():
-                    score = float(self.validate_fn(self.scorer))
-                logs["valid"] = score
-                if state["best_score"] is None or score > state["best_score"]:
-                    state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0,
-                                 best_weights=copy.deepcopy(self.scorer.state_dict()))
-                else:
-                    state["bad_epochs"] += 1
-                    if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-                        stop = True
-            state["epoch"] = epoch + 1
-            self.history.append(logs)
-            bar.update(1)
-            bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
-            if cfg.checkpoint and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs or stop):
-                self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
-            for cb in self.callbacks:
-                cb(epoch + 1, logs)
-        bar.close()
-        if state["best_weights"] is not None:
-            self.scorer.load_state_dict(state["best_weights"])
-        self.best_epoch_ = state["best_epoch"]
-        self.best_score_ = state["best_score"]
-        return self
+    def _extra_state(self):
+        return {"objective": self.objective.state_dict(), "positives": self.positives.state_dict(),
+                "denoiser": None if self.denoiser is None else self.denoiser.state_dict()}
+
+    def _load_extra_state(self, payload):
+        self.objective.load_state_dict(payload.get("objective") or {})
+        self.positives.load_state_dict(payload["positives"])
+        if self.denoiser is not None and payload["denoiser"] is not None:
+            self.denoiser.load_state_dict(payload["denoiser"])
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self, X: sp.csr_matrix):
+        coo = X.tocoo()
+        self._X = X
+        self._users = torch.as_tensor(coo.row.astype(np.int64), device=self.device)
+        self._items = torch.as_tensor(coo.col.astype(np.int64), device=self.device)
+        self._weights = None if self.weights is None else torch.as_tensor(np.asarray(self.weights, np.float32),
+                                                                          device=self.device)
+        return self._run()
+
+    def _run_epoch(self, epoch, gen, state, opts):
+        cfg, dev = self.config, self.device
+        users, items, weights = self._users, self._items, self._weights
+        idx_all = self.positives.epoch_indices(epoch, gen)
+        total = torch.zeros((), device=dev)
+        if cfg.optimizer == "fused_sgd":
+            negs = self.negatives.sample(users[idx_all], cfg.num_negatives, gen)
+            lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
+            total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective.name,
+                                             cfg.num_threads)
+            state["step"] += 1
+            return float(total), idx_all.numel()
+        for start in range(0, idx_all.numel(), cfg.batch_size):
+            idx = idx_all[start:start + cfg.batch_size]
+            idx = self.positives.refine(idx, self.scorer, self.objective, self.negatives, gen, epoch, state["step"])
+            u, i = users[idx], items[idx]
+            j = self.negatives.sample(u, cfg.num_negatives, gen)
+            pos, neg = self.scorer.batch_scores(u, i, j)
+            batch = Batch(u, i, j, idx, state["step"])
+            if self.denoiser is not None:
+                batch.neg_weights = self.denoiser.negative_weights(neg.detach(), state["step"])
+            pos_loss, neg_loss = self.objective(pos, neg, batch)
+            w = None if weights is None else weights[idx]
+            if self.denoiser is not None:
+                dw = self.denoiser.weights(pos_loss.detach(), pos.detach(), state["step"], idx)
+                w = dw if w is None else w * dw
+            pos_term = pos_loss.mean() if w is None else (w * pos_loss).mean()
+            loss = (pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
+                    + self.objective.regularization())
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            for o in opts:
+                o.step()
+            self.scorer.post_step()
+            self.positives.observe(idx, pos_loss.detach())
+            total += loss.detach() * idx.numel()
+            state["step"] += 1
+        return float(total), idx_all.numel()
 
     def _check_fused(self):
         from recfb.sampling import AllPositives
@@ -278,35 +405,6 @@ class Trainer:
         if problems:
             raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
                              + ". Use optimizer='adam'.")
-
-    # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
-        write_checkpoint(path, fingerprint, {
-            "scorer": self.scorer.state_dict(),
-            "objective": self.objective.state_dict(),
-            "optimizers": [o.state_dict() for o in opts],
-            "schedulers": [s.state_dict() for s in scheds],
-            "generator": gen.get_state(),
-            "state": state,
-            "history": self.history,
-            "positives": self.positives.state_dict(),
-            "denoiser": None if self.denoiser is None else self.denoiser.state_dict(),
-        })
-
-    def _load_checkpoint(self, path, fingerprint, opts, scheds, gen, state):
-        payload = read_checkpoint(path, fingerprint)
-        self.scorer.load_state_dict(payload["scorer"])
-        self.objective.load_state_dict(payload.get("objective") or {})
-        for o, s in zip(opts, payload["optimizers"]):
-            o.load_state_dict(s)
-        for sch, s in zip(scheds, payload["schedulers"]):
-            sch.load_state_dict(s)
-        gen.set_state(payload["generator"])
-        state.update(payload["state"])
-        self.history = payload["history"]
-        self.positives.load_state_dict(payload["positives"])
-        if self.denoiser is not None and payload["denoiser"] is not None:
-            self.denoiser.load_state_dict(payload["denoiser"])
 
 
 def write_checkpoint(path, fingerprint: str, payload: dict) -> None:
@@ -356,6 +454,7 @@ def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig) -> str:
     h.update(str(X.shape).encode() + str(X.nnz).encode())
     h.update(np.ascontiguousarray(X.indptr).tobytes()[:1 << 20])
     h.update(np.ascontiguousarray(X.indices).tobytes()[:1 << 20])
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("show_progress", "checkpoint", "resume")}
+    settings = {k: v for k, v in asdict(cfg).items()
+                if k not in ("show_progress", "checkpoint", "resume", "time_limit")}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()

@@ -172,3 +172,77 @@ def test_bad_data():
     with pytest.raises(DataError, match="fitted on"):
         m.set_histories(Interactions.from_arrays(np.array([0, 1]), np.array([1, 2])))
     assert torch.is_tensor(m.net_.item.weight)
+
+
+def test_gather_rows_matches_direct_indexing():
+    from recfb.train.sequence import gather_rows
+
+    w1 = torch.randn(20, 3, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    parts = [torch.tensor([[0, 5], [5, 19]]), torch.tensor([3, 5, 3])]
+    got = gather_rows(w1, parts)
+    want = [w2[p] for p in parts]
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    (got[0].sum() * 2 + (got[1] ** 2).sum()).backward()
+    (want[0].sum() * 2 + (want[1] ** 2).sum()).backward()
+    torch.testing.assert_close(w1.grad, w2.grad)
+
+
+def test_length_groups_partition_the_batch():
+    from recfb.train.sequence import length_groups
+
+    w = np.random.default_rng(0).integers(1, 51, size=300)
+    groups = length_groups(w)
+    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), np.arange(300))
+    for g in groups:
+        assert w[g].max() <= max(4, 2 * w[g].min() - 1) or w[g].max() <= 4
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bce"])
+def test_grouped_batch_loss_equals_one_padded_tensor(loss):
+    """The batch loss computed in trimmed length groups with one gather of the item table
+    equals the plain computation: every user padded to max_len in one tensor."""
+    data = cyclic(min_len=2, max_len=30)
+    m = small(iterations=1, max_len=20, loss=loss).fit(data, show_progress=False)
+    m.net_.train()  # dropout is 0, so train mode is deterministic
+    rows = np.arange(data.n_users)
+    gen = torch.Generator().manual_seed(5)
+    got, count = m._batch_loss(rows, gen)
+    g_got = torch.autograd.grad(got, m.net_.item.weight)[0]
+    # reference: one padded tensor, no trimming, no grouping
+    inp = torch.as_tensor(pad_left(m.hist_indptr_, m.hist_items_, rows, 20, drop_last=1))
+    tgt = torch.as_tensor(pad_left(m.hist_indptr_, m.hist_items_, rows, 20, drop_first=1))
+    h = m.net_(inp)
+    valid = tgt > 0
+    assert count == int(valid.sum())
+    if loss == "softmax":
+        want = torch.nn.functional.cross_entropy(m.net_.logits(h[valid]), tgt[valid] - 1, reduction="sum")
+    else:  # the same negatives: redraw them in the grouped order and hand them to each user's positions
+        from recfb.train.sequence import length_groups
+        lengths = np.diff(m.hist_indptr_)
+        order = np.concatenate([rows[g] for g in length_groups(m._widths(lengths))])
+        users = torch.as_tensor(order).repeat_interleave(torch.as_tensor(np.minimum(lengths[order] - 1, 20)))
+        neg = m._negatives(users, 1, torch.Generator().manual_seed(5), exclude_history=True)[:, 0]
+        by_user = {}  # a user's positions come oldest first in both layouts
+        for u, j in zip(users.tolist(), neg.tolist()):  # test reference, tiny
+            by_user.setdefault(u, []).append(j)
+        hv, t = h[valid], tgt[valid] - 1
+        r = torch.as_tensor(rows).unsqueeze(1).expand_as(tgt)[valid]
+        n = torch.tensor([by_user[u].pop(0) for u in r.tolist()])
+        V = m.net_.item_vectors()
+        s_pos, s_neg = (hv * V[t]).sum(-1), (hv * V[n]).sum(-1)
+        want = (torch.nn.functional.softplus(-s_pos) + torch.nn.functional.softplus(s_neg)).sum()
+    g_want = torch.autograd.grad(want, m.net_.item.weight)[0]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-4, atol=1e-5)
+
+
+def test_time_limit_sampled_validation_and_stop_reason():
+    train, valid, _ = leave_one_out(cyclic(n_users=80), by="row")
+    m = small(iterations=50, valid_negatives=5, patience=None).fit(train, valid=valid, show_progress=False,
+                                                                    time_limit=0.01)
+    assert m.stopped_by_ == "time_limit" and len(m.history_) == 1 and "valid" in m.history_[0]
+    assert 0 <= m.history_[0]["valid"] <= 1
+    with pytest.raises(ValueError, match="valid_negatives"):
+        small(valid_negatives=0).fit(train, show_progress=False)

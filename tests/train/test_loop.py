@@ -181,3 +181,33 @@ def test_cuda_matches_cpu_quality():
     a = cpu.recommend(np.arange(40), X, N=1)[0][:, 0]
     b = gpu.recommend(np.arange(40), X, N=1)[0][:, 0]
     assert np.mean(a == held) > 0.8 and np.mean(b == held) > 0.8
+
+
+def test_training_leaves_the_callers_global_rng_alone():
+    X = checkerboard_holdout()[0]
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    MF(factors=4, iterations=2, random_state=0, device="cpu").fit(X, show_progress=False)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_time_limit_stops_after_the_epoch_that_passes_it():
+    from recfb.train.loop import EpochLoop, TrainConfig
+
+    class Slow(EpochLoop):
+        def _fingerprint(self):
+            return "x"
+
+        def _run_epoch(self, epoch, gen, state, opts):
+            import time
+            time.sleep(0.05)
+            return 1.0, 1
+
+    loop = Slow(torch.nn.Linear(1, 1), TrainConfig(epochs=100, time_limit=0.12, show_progress=False), "cpu")
+    loop._run()
+    assert loop.stopped_by == "time_limit" and 3 <= len(loop.history) <= 4
+    full = Slow(torch.nn.Linear(1, 1), TrainConfig(epochs=2, show_progress=False), "cpu")._run()
+    assert full.stopped_by == "epochs" and len(full.history) == 2
+    with pytest.raises(ValueError, match="time_limit"):
+        TrainConfig(time_limit=0).validate()

@@ -1,0 +1,97 @@
+"""Batches of sequences on the common epoch loop (:class:`recfb.train.loop.EpochLoop`), for
+the sequential models (SASRec, gSASRec, BERT4Rec).
+
+An epoch visits every training sequence once, in a seeded random order cut into batches of
+``batch_size`` sequences (random users, as the original SASRec sampler); each batch is one
+optimiser step on the mean of its loss terms (positions, or masked items). On CUDA the forward
+pass runs under bfloat16 autocast.
+
+A model's batch loss may compute a batch in groups of similar length (:func:`length_groups`),
+each trimmed to its longest sequence, so that a short history does not pay for ``max_len``
+columns of padding; with padded keys masked this changes the speed, not the result, and the
+item table is gathered once per batch (:func:`gather_rows`) so that the backward pass
+scatters into it once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from recfb.train.loop import EpochLoop, TrainConfig
+
+
+def gather_rows(weight: torch.Tensor, parts: list) -> list:
+    """``[weight[p] for p in parts]`` through one gather of the distinct rows: the backward
+    pass then accumulates into the (possibly large) table once instead of once per part."""
+    flat = torch.cat([p.reshape(-1) for p in parts])
+    uniq, inv = torch.unique(flat, return_inverse=True)
+    rows = weight[uniq][inv]
+    return [r.view(*p.shape, weight.shape[1]) for r, p in zip(rows.split([p.numel() for p in parts]), parts)]
+
+
+def length_groups(widths: np.ndarray) -> list[np.ndarray]:
+    """Positions (into ``widths``) grouped so that no group's widths differ by more than 2x
+    (widths up to 4 share one group): groups ``<=4, 5-8, 9-16, ...``."""
+    key = np.maximum(np.ceil(np.log2(np.maximum(widths, 1))), 2).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, cuts)
+
+
+class SequenceTrainer(EpochLoop):
+    """Trains ``module`` on the sequences ``rows`` (user ids into the model's packed histories).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (its parameters are optimised; its state is checkpointed).
+    batch_loss : callable(rows, gen) -> (loss_sum, count)
+        Summed loss of a batch of sequences and the number of terms it sums (positions or
+        masked items).
+    rows : int array
+        The sequences to train on.
+    config : TrainConfig
+    device : torch.device
+    fingerprint : str
+        Identifies the data and model settings; checkpoints of other data are refused.
+    validate, callbacks : as :class:`recfb.train.Trainer`.
+    """
+
+    def __init__(self, module, batch_loss, rows, config: TrainConfig, device, fingerprint: str,
+                 validate=None, callbacks=()):
+        super().__init__(module, config, device, validate=validate, callbacks=callbacks)
+        self.batch_loss, self.rows = batch_loss, np.asarray(rows, np.int64)
+        self._data_fingerprint = fingerprint
+
+    def fit(self):
+        return self._run()
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256(self._data_fingerprint.encode())
+        settings = {k: v for k, v in asdict(self.config).items()
+                    if k not in ("show_progress", "checkpoint", "resume", "time_limit")}
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return h.hexdigest()
+
+    def _run_epoch(self, epoch, gen, state, opts):
+        cfg, dev = self.config, self.device
+        amp = dev.type == "cuda"
+        perm = torch.randperm(self.rows.size, generator=gen, device=dev).cpu().numpy()
+        total, count_all = 0.0, 0
+        for start in range(0, perm.size, cfg.batch_size):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+                loss_sum, count = self.batch_loss(self.rows[perm[start:start + cfg.batch_size]], gen)
+            loss = loss_sum.float() / max(count, 1)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            loss.backward()
+            for o in opts:
+                o.step()
+            total += float(loss.detach()) * count
+            count_all += count
+            state["step"] += 1
+        return total, count_all
