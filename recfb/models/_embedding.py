@@ -41,7 +41,7 @@ class EmbeddingRecommender(Recommender):
             raise TypeError(f"denoise == {denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
-            callbacks=(), checkpoint=None, resume: bool = False):
+            callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None):
         """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
 
         Parameters
@@ -55,6 +55,10 @@ class EmbeddingRecommender(Recommender):
         checkpoint : path, optional
             Write a checkpoint (arrays + JSON) after every epoch; with ``resume=True`` an
             existing one is continued, ending exactly where an uninterrupted run would.
+        time_limit : float, optional
+            Seconds of training (summed over resumed runs); training stops after the epoch
+            that passes it, keeping the best validated weights. ``stopped_by_`` says why
+            training ended (``"epochs"``, ``"patience"`` or ``"time_limit"``).
         """
         self._check_common()
         X = self._validate_fit_input(user_items)
@@ -82,7 +86,7 @@ class EmbeddingRecommender(Recommender):
                              num_negatives=getattr(self, "num_negatives", 1), patience=getattr(self, "patience", None),
                              seed=self.random_state, show_progress=show_progress,
                              checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
-                             num_threads=getattr(self, "num_threads", 0))
+                             num_threads=getattr(self, "num_threads", 0), time_limit=time_limit)
         validate = None
         if valid_items is not None:
             validate = self._make_validator(X, valid_items)
@@ -93,6 +97,7 @@ class EmbeddingRecommender(Recommender):
         self.scorer_ = scorer
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch_
+        self.stopped_by_ = trainer.stopped_by
         self._export(scorer)
         return self
 

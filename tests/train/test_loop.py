@@ -211,3 +211,11 @@ def test_time_limit_stops_after_the_epoch_that_passes_it():
     assert full.stopped_by == "epochs" and len(full.history) == 2
     with pytest.raises(ValueError, match="time_limit"):
         TrainConfig(time_limit=0).validate()
+
+
+def test_embedding_models_take_a_time_limit():
+    X = checkerboard_holdout()[0]
+    m = MF(factors=4, iterations=500, random_state=0, device="cpu").fit(X, show_progress=False, time_limit=1e-6)
+    assert m.stopped_by_ == "time_limit" and len(m.history_) == 1
+    m = MF(factors=4, iterations=2, random_state=0, device="cpu").fit(X, show_progress=False)
+    assert m.stopped_by_ == "epochs" and len(m.history_) == 2
