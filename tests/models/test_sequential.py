@@ -246,3 +246,17 @@ def test_time_limit_sampled_validation_and_stop_reason():
     assert 0 <= m.history_[0]["valid"] <= 1
     with pytest.raises(ValueError, match="valid_negatives"):
         small(valid_negatives=0).fit(train, show_progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (bfloat16 autocast path)")
+@pytest.mark.parametrize("cls,kw", [(SASRec, {"loss": "bce"}), (gSASRec, {"num_negatives": 4}),
+                                    (BERT4Rec, {"num_heads": 2, "iterations": 100})])
+def test_cuda_bf16_training_learns_like_cpu(cls, kw):
+    data = cyclic()
+    last = np.array([s[-1] for s in data.sequences("row")])
+    hits = []
+    for device in ("cpu", "cuda"):
+        m = small(cls, device=device, **kw).fit(data, show_progress=False)
+        ids, _ = m.recommend(np.arange(data.n_users), m.history_matrix(), N=1, filter_already_liked_items=False)
+        hits.append(np.mean(ids[:, 0] == (last + 1) % N_ITEMS))
+    assert hits[1] > 0.9 and abs(hits[0] - hits[1]) < 0.1
