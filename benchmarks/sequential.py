@@ -52,7 +52,7 @@ def models(quick: bool):
     }
 
 
-def run(name, make, dataset, budget_s, eval_every, quick, checkpoint=None, valid_negatives=None):
+def run(name, make, dataset, budget_s, eval_every, quick, checkpoint=None, valid_negatives=None, patience=3):
     from recfb.data import concatenate
     from recfb.data.split import leave_one_out
     from recfb.datasets import load
@@ -65,7 +65,7 @@ def run(name, make, dataset, budget_s, eval_every, quick, checkpoint=None, valid
     rng = np.random.default_rng(0)
     valid_users = np.unique(valid.users)
     valid_users = np.sort(rng.choice(valid_users, size=min(5000, valid_users.size), replace=False))
-    model = make().set_params(eval_every=eval_every, valid_negatives=valid_negatives)
+    model = make().set_params(eval_every=eval_every, valid_negatives=valid_negatives, patience=patience)
     t0 = time.perf_counter()
     model.fit(train, valid=valid, show_progress=False, time_limit=budget_s, valid_users=valid_users,
               checkpoint=checkpoint, resume=checkpoint is not None)
@@ -102,6 +102,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--valid-negatives", type=int, help="validate by the sampled protocol with this many "
                         "uniform negatives (default: full ranking)")
+    parser.add_argument("--patience", type=int, default=3, help="validations without improvement before stopping")
     parser.add_argument("--checkpoint-dir", type=Path, help="checkpoint each model here; a rerun resumes it")
     args = parser.parse_args(argv)
     if args.threads:
@@ -122,7 +123,7 @@ def main(argv=None):
                 args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
                 ckpt = args.checkpoint_dir / f"{dataset}-{''.join(c for c in name if c.isalnum())}.npz"
             r = run(name, make, dataset, budget, 1 if args.quick else args.eval_every, args.quick, ckpt,
-                    args.valid_negatives)
+                    args.valid_negatives, args.patience)
             results.append(r)
             print(json.dumps(r), flush=True)
     lines = ["# Sequential recommenders (leave-one-out)", "",
@@ -131,7 +132,8 @@ def main(argv=None):
              f"device {env['device']}  ",
              f"Per-model training budget: {budget / 60:.0f} min; validation NDCG@10 "
              f"({'full ranking' if args.valid_negatives is None else f'sampled, {args.valid_negatives} negatives'}) "
-             f"on up to 5,000 users every {1 if args.quick else args.eval_every} epochs, patience 3 validations.", ""]
+             f"on up to 5,000 users every {1 if args.quick else args.eval_every} epochs, patience {args.patience} "
+             "validations.", ""]
     for dataset in datasets:
         rows = [r for r in results if r["dataset"] == dataset]
         if not rows:
