@@ -10,7 +10,7 @@ from recfb.losses import Objective
 from recfb.models.base import Recommender
 from recfb.sampling import AllPositives, make_negative_sampler
 from recfb.train import TrainConfig, Trainer
-from recfb.utils.device import resolve_device
+from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
 from recfb.utils.validation import check_csr, check_positive_int
 
@@ -78,8 +78,7 @@ class EmbeddingRecommender(Recommender):
         gen = torch.Generator().manual_seed(seed)
         # modules' default initialisers draw from the global RNG: seed it for them, and give the
         # caller's state back afterwards
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with seeded_rng(seed, "cpu"):
             scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
         config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              optimizer=self.optimizer, lr_schedule=getattr(self, "lr_schedule", None),

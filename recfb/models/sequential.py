@@ -23,7 +23,7 @@ from recfb.data.interactions import Interactions
 from recfb.models.base import Recommender
 from recfb.sampling.negative import VerifiedUniformNegatives
 from recfb.train.sequence import gather_rows, length_groups
-from recfb.utils.device import resolve_device
+from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError, NotFittedError
 from recfb.utils.validation import check_positive_int
 
@@ -274,8 +274,7 @@ class SASRec(Recommender):
         self.n_users_, self.n_items_ = n_users, n_items
         self.hist_indptr_, self.hist_items_ = indptr, items
         self.device_ = dev = resolve_device(self.device)
-        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-            torch.manual_seed(0 if self.random_state is None else int(self.random_state))
+        with seeded_rng(0 if self.random_state is None else self.random_state, dev):
             net = SequenceEncoder(n_items, self.factors, self.max_len, self.num_blocks, self.num_heads, self.dropout,
                                   causal=self.causal).to(dev)
         self.net_ = net
@@ -333,12 +332,6 @@ class SASRec(Recommender):
         h.update(json.dumps(self.get_params(), sort_keys=True, default=str).encode())
         return h.hexdigest()
 
-    def _negatives(self, users, n, gen, exclude_history: bool):
-        """(len(users), n) uniform items; with ``exclude_history`` none in the user's history."""
-        if exclude_history:
-            return self._history_negatives.sample(users, n, gen)
-        return torch.randint(0, self.n_items_, (users.numel(), n), generator=gen, device=users.device)
-
     def _batch_loss(self, rows, gen):
         """Summed loss of a batch of users and its number of positions. The batch is computed
         in length groups (each trimmed to its longest sequence) with one gather of the item
@@ -358,7 +351,7 @@ class SASRec(Recommender):
         if self.loss == "bce":  # the original: per position, outside the user's history
             users = torch.cat([torch.as_tensor(r, device=dev).unsqueeze(1).expand_as(tgt)[v]
                                for (r, _, tgt, _), v in zip(groups, valid)])
-            parts.append(self._negatives(users, k, gen, exclude_history=True) + 1)
+            parts.append(self._history_negatives.sample(users, k, gen) + 1)
         elif self.loss != "softmax":
             # k uniform negatives per sequence, shared by its positions: one (W, d) x (d, k)
             # product per sequence instead of gathering k vectors per position

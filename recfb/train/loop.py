@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from recfb.losses.objectives import Batch
+from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
 from recfb.utils.state import flatten_state, unflatten_state
 
@@ -178,7 +179,7 @@ class EpochLoop:
     def _run(self):
         # the global RNG (dropout) is seeded for the run and restored afterwards, so training
         # is reproducible without changing the caller's random state
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        with seeded_rng(self.config.seed, self.device):
             return self._loop()
 
     def _loop(self):
@@ -187,8 +188,6 @@ class EpochLoop:
         gen.manual_seed(0 if cfg.seed is None else int(cfg.seed))
         if cfg.seed is None:
             gen.seed()
-        else:
-            torch.manual_seed(int(cfg.seed))  # dropout and other global draws
         self._setup(gen)
         opts = self._optimizers()
         scheds = self._schedulers(opts)
@@ -459,6 +458,12 @@ def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig) -> str:
     h.update(str(X.shape).encode() + str(X.nnz).encode())
     h.update(np.ascontiguousarray(X.indptr).tobytes()[:1 << 20])
     h.update(np.ascontiguousarray(X.indices).tobytes()[:1 << 20])
+    return config_digest(h, cfg)
+
+
+def config_digest(h, cfg: TrainConfig) -> str:
+    """Finish the hash ``h`` of a checkpoint's data with the settings that change training
+    (not the progress bar, the checkpoint path, resuming or the time limit)."""
     settings = {k: v for k, v in asdict(cfg).items()
                 if k not in ("show_progress", "checkpoint", "resume", "time_limit")}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())

@@ -15,13 +15,11 @@ scatters into it once.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import asdict
 
 import numpy as np
 import torch
 
-from recfb.train.loop import EpochLoop, TrainConfig
+from recfb.train.loop import EpochLoop, TrainConfig, config_digest
 
 
 def gather_rows(weight: torch.Tensor, parts: list) -> list:
@@ -71,11 +69,7 @@ class SequenceTrainer(EpochLoop):
         return self._run()
 
     def _fingerprint(self) -> str:
-        h = hashlib.sha256(self._data_fingerprint.encode())
-        settings = {k: v for k, v in asdict(self.config).items()
-                    if k not in ("show_progress", "checkpoint", "resume", "time_limit")}
-        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-        return h.hexdigest()
+        return config_digest(hashlib.sha256(self._data_fingerprint.encode()), self.config)
 
     def _run_epoch(self, epoch, gen, state, opts):
         cfg, dev = self.config, self.device

@@ -14,3 +14,22 @@ def resolve_device(device="auto"):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device == {device!r} but torch sees no CUDA device; use device='auto' or 'cpu'.")
     return dev
+
+
+def seeded_rng(seed, device):
+    """Context in which torch's global RNG (CPU, and ``device`` when CUDA) is seeded with
+    ``seed`` (left as is when None) and restored afterwards: module initialisers and dropout
+    become reproducible without changing the caller's random state."""
+    import contextlib
+
+    import torch
+
+    device = torch.device(device)
+
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            yield
+    return ctx()

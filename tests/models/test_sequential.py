@@ -223,7 +223,7 @@ def test_grouped_batch_loss_equals_one_padded_tensor(loss):
         lengths = np.diff(m.hist_indptr_)
         order = np.concatenate([rows[g] for g in length_groups(m._widths(lengths))])
         users = torch.as_tensor(order).repeat_interleave(torch.as_tensor(np.minimum(lengths[order] - 1, 20)))
-        neg = m._negatives(users, 1, torch.Generator().manual_seed(5), exclude_history=True)[:, 0]
+        neg = m._history_negatives.sample(users, 1, torch.Generator().manual_seed(5))[:, 0]
         by_user = {}  # a user's positions come oldest first in both layouts
         for u, j in zip(users.tolist(), neg.tolist()):  # test reference, tiny
             by_user.setdefault(u, []).append(j)
