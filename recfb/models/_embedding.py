@@ -41,7 +41,8 @@ class EmbeddingRecommender(Recommender):
             raise TypeError(f"denoise == {denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
-            callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None):
+            callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None,
+            valid_metric=None):
         """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
 
         Parameters
@@ -49,6 +50,10 @@ class EmbeddingRecommender(Recommender):
         valid_items : csr_matrix, optional
             Held-out positives (same shape); NDCG@10 on them drives early stopping
             (``patience``) and the best epoch's weights are restored.
+        valid_metric : callable(model) -> float, optional
+            Replaces NDCG@10 on ``valid_items`` as the per-epoch validation score (higher is
+            better; it sees the model with the epoch's factors exported), e.g. the tuning
+            metric of :func:`recfb.tune.search`. Needs ``valid_items``.
         sample_weight : array (nnz,), optional
             Per-interaction weights in CSR order of ``user_items`` (IPS, confidence).
         callbacks : list of callable(epoch, logs)
@@ -88,7 +93,7 @@ class EmbeddingRecommender(Recommender):
                              num_threads=getattr(self, "num_threads", 0), time_limit=time_limit)
         validate = None
         if valid_items is not None:
-            validate = self._make_validator(X, valid_items)
+            validate = self._make_validator(X, valid_items, valid_metric)
         trainer = Trainer(scorer, self._objective(X), make_negative_sampler(getattr(self, "negatives", "uniform")),
                           self._positive_sampler(), config, self.device_, weights=sample_weight,
                           denoiser=getattr(self, "denoise", None), validate=validate, callbacks=callbacks)
@@ -118,12 +123,14 @@ class EmbeddingRecommender(Recommender):
         self.user_factors = np.ascontiguousarray(u, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(i, dtype=np.float32)
 
-    def _make_validator(self, X, valid_items):
+    def _make_validator(self, X, valid_items, valid_metric=None):
         from recfb.evaluation import ranking_metrics  # evaluation depends only on utils
 
         def validate(scorer):
             self._export(scorer)
             self.n_users_, self.n_items_ = X.shape
+            if valid_metric is not None:
+                return valid_metric(self)
             return ranking_metrics(self, X, valid_items, k=10)["ndcg@10"]
         return validate
 

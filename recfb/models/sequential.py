@@ -247,7 +247,7 @@ class SASRec(Recommender):
 
     # ------------------------------------------------------------------ fit
     def fit(self, interactions, show_progress: bool = True, *, valid=None, checkpoint=None, resume: bool = False,
-            callbacks=(), time_limit: float | None = None, valid_users=None):
+            callbacks=(), time_limit: float | None = None, valid_users=None, valid_metric=None):
         """Train on ordered interactions through the common epoch loop
         (:class:`recfb.train.sequence.SequenceTrainer`: random batches of sequences, grouped
         by length inside a batch, bfloat16 autocast on CUDA).
@@ -255,7 +255,9 @@ class SASRec(Recommender):
         ``valid`` (one next item per user, same id space, e.g. ``leave_one_out``'s validation
         part) is scored every ``eval_every`` epochs by NDCG@10 (full ranking, or the sampled
         protocol with ``valid_negatives``); it drives early stopping (``patience``) and the
-        best epoch's weights are restored. ``valid_users`` restricts validation to those users.
+        best epoch's weights are restored. ``valid_users`` restricts validation to those users;
+        ``valid_metric`` (callable(model) -> float, higher is better) replaces that NDCG@10, e.g.
+        with the tuning metric of :func:`recfb.tune.search`.
         ``checkpoint``/``resume`` as in the other models (a resumed run ends where an
         uninterrupted one ends). ``time_limit`` (seconds of training, summed over resumed
         runs) stops after the epoch that passes it, like early stopping. After fitting,
@@ -288,7 +290,7 @@ class SASRec(Recommender):
             valid_X = sp.csr_matrix(valid.with_id_space(interactions.user_map, interactions.item_map).matrix)
             if valid_X.shape != (n_users, n_items):
                 raise DataError(f"valid has shape {valid_X.shape}, expected {(n_users, n_items)}.")
-            validate = self._make_validator(hist_X, valid_X, valid_users)
+            validate = self._make_validator(hist_X, valid_X, valid_users, valid_metric)
         config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience,
                              eval_every=self.eval_every, seed=self.random_state, show_progress=show_progress,
@@ -305,10 +307,12 @@ class SASRec(Recommender):
         self._export()
         return self
 
-    def _make_validator(self, hist_X, valid_X, valid_users):
+    def _make_validator(self, hist_X, valid_X, valid_users, valid_metric=None):
         from recfb.evaluation import ranking_metrics, sampled_ranking_metrics
 
         def validate(_net):
+            if valid_metric is not None:
+                return valid_metric(self)
             if self.valid_negatives is None:
                 return ranking_metrics(self, hist_X, valid_X, k=10, users=valid_users)["ndcg@10"]
             # the same negatives at every validation (fixed seed), so epochs are compared fairly
