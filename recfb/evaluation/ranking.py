@@ -20,7 +20,8 @@ _FLT_MAX = np.finfo(np.float32).max
 
 def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=None,
                     per_user: bool = False, filter_already_liked_items: bool = True,
-                    recalculate_user: bool = False, show_progress: bool = False) -> MetricResults:
+                    recalculate_user: bool = False, show_progress: bool = False, extra=(),
+                    item_features=None, item_categories=None) -> MetricResults:
     r"""Top-k ranking metrics of ``model`` under the full-ranking protocol.
 
     Each evaluated user's top ``max(k)`` items come from one ``model.recommend`` call per
@@ -76,15 +77,23 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         ``test_X`` their targets. Item-based models (EASE, ItemKNN) always score from the row.
     show_progress : bool, default False
         tqdm progress bar over users.
+    extra : sequence of str, default ()
+        Beyond-accuracy metrics of the same top-k lists (evaluated users only), from
+        :func:`recfb.evaluation.diversity_metrics`: any of ``"novelty"``, ``"gini"``,
+        ``"coverage"`` (the same figure as always), ``"avg_popularity"``, ``"ild"`` (needs
+        ``item_features``) and ``"miscalibration"`` (needs ``item_categories``).
+    item_features, item_categories : array, optional
+        Passed to :func:`recfb.evaluation.diversity_metrics` for ``"ild"`` and ``"miscalibration"``.
 
     Returns
     -------
     MetricResults
         ``{"precision@k", "recall@k", "calibrated_recall@k", "ndcg@k", "map@k", "mrr@k", "hit_rate@k",
-        "coverage@k"}`` for each ``k``, as Python floats; attributes ``n_users``,
+        "coverage@k"}`` for each ``k`` (and ``"<extra>@k"``), as Python floats; attributes ``n_users``,
         ``n_skipped``, ``per_user``, ``k``.
     """
     ks = check_ks(k)
+    beyond = _check_extra(extra, item_features, item_categories)
     train, test = check_matrices(train_X, test_X)
     n_users, n_items = test.shape
     eval_users, n_skipped = select_users(test, users)
@@ -110,6 +119,7 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
     n_eval = eval_users.size
     values = {f"{m}@{c}": np.empty(n_eval) for c in ks for m in METRICS}
     covered = {c: np.zeros(n_items, dtype=bool) for c in ks}
+    lists = np.full((n_eval, max_k), -1, np.int64) if beyond else None
 
     bar = progress(n_eval, show_progress, "ranking metrics")
     for start in range(0, n_eval, batch_size):
@@ -133,6 +143,8 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         _batch_metrics(hit, n_test_eval[start:stop], ks, discount, ideal, values, slice(start, stop))
         for c in ks:
             covered[c][ids[:, :c][valid[:, :c]]] = True
+        if lists is not None:
+            lists[start:stop] = np.where(valid, ids, -1)
         bar.update(stop - start)
     bar.close()
 
@@ -141,10 +153,28 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         for m in METRICS:
             result[f"{m}@{c}"] = float(values[f"{m}@{c}"].mean())
         result[f"coverage@{c}"] = float(covered[c].sum() / n_items) if n_items else 0.0
+    if beyond:
+        from recfb.evaluation.diversity import diversity_metrics
+        more = diversity_metrics(lists, train, k=ks, item_features=item_features, item_categories=item_categories,
+                                 users=eval_users)
+        result.update({f"{m}@{c}": more[f"{m}@{c}"] for c in ks for m in beyond})
     detail = None
     if per_user:
         detail = {"users": eval_users.copy(), **values}
     return MetricResults(result, n_users=int(n_eval), n_skipped=n_skipped, per_user=detail, k=ks)
+
+
+def _check_extra(extra, item_features, item_categories) -> tuple:
+    from recfb.evaluation.diversity import DIVERSITY_METRICS
+    names = (extra,) if isinstance(extra, str) else tuple(extra or ())
+    for name in names:
+        if name not in DIVERSITY_METRICS:
+            raise ValueError(f"extra metric {name!r} is unknown; choose from {DIVERSITY_METRICS}.")
+    if "ild" in names and item_features is None:
+        raise ValueError("extra metric 'ild' needs item_features (an n_items x d array).")
+    if "miscalibration" in names and item_categories is None:
+        raise ValueError("extra metric 'miscalibration' needs item_categories (labels or n_items x n_categories).")
+    return tuple(dict.fromkeys(names))
 
 
 def _as_2d(a, n_rows: int, what: str) -> np.ndarray:
