@@ -85,6 +85,11 @@ class CML(EmbeddingRecommender):
     placed at ``f(x_i)``, and :meth:`item_vectors_from_features` places new items.
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
+                    "margin": ("float", 0.1, 2.0), "num_negatives": ("int", 2, 50, "log"),
+                    "covariance": ("float", 0.01, 10.0, "log")}
+
     metric = "l2"
 
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 0.0,

@@ -80,6 +80,9 @@ class EASE(Recommender):
     Shapes: ``user_items`` users x items; ``weights_`` items x items.
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"l2": ("float", 1.0, 1e4, "log"), "dropout": ("float", 0.0, 0.6)}
+
     def __init__(self, *, l2: float = 500.0, dropout: float = 0.0, dtype: str = "float32",
                  device: str = "auto", max_memory: int | None = None, method: str = "auto",
                  max_neighbors: int = 128, threshold: float = 0.0):

@@ -59,6 +59,10 @@ class ImplicitALS(_ImplicitFactorModel):
     a user unseen at fit is folded in from their row by one least-squares step.
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"factors": ("int", 16, 256, "log"), "regularization": ("float", 1e-3, 10.0, "log"),
+                    "alpha": ("float", 0.1, 50.0, "log"), "iterations": ("int", 5, 30)}
+
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, random_state: int | None = 0):
         self.factors = factors
@@ -104,6 +108,10 @@ class ImplicitBPR(_ImplicitFactorModel):
     ``num_threads=0`` uses every core (Hogwild updates, so runs are not bit-reproducible);
     ``num_threads=1`` with a ``random_state`` gives identical factors run after run.
     """
+
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
+                    "regularization": ("float", 1e-5, 0.1, "log"), "iterations": ("int", 20, 200, "log")}
 
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 0.01,
                  iterations: int = 100, verify_negative_samples: bool = True, random_state: int | None = 0,

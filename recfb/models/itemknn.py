@@ -26,6 +26,9 @@ class ItemKNN(Recommender):
         Treat every interaction as 1 (weights ignored) when computing similarities.
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"neighbors": ("int", 10, 1000, "log"), "shrink": ("float", 0.0, 200.0)}
+
     def __init__(self, *, neighbors: int = 100, shrink: float = 10.0, binarize: bool = True):
         self.neighbors = neighbors
         self.shrink = shrink

@@ -111,6 +111,11 @@ class LightGCN(EmbeddingRecommender):
     ``batch_size`` values pay on CPU. Needs ``pip install recfb[graph]`` (torch-geometric).
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
+    search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-4, 0.05, "log"),
+                    "regularization": ("float", 1e-6, 0.01, "log"), "num_layers": ("int", 1, 4),
+                    "num_negatives": ("int", 1, 8, "log")}
+
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.001, regularization: float = 1e-4,
                  iterations: int = 100, batch_size: int = 8192, num_layers: int = 3, loss="bpr",
                  num_negatives: int = 1, negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,

@@ -124,6 +124,12 @@ class MF(EmbeddingRecommender):
         Threads of the fused kernel (0 = all cores).
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`); the
+    #: epochs are left to per-epoch validation (best epoch restored).
+    search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
+                    "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log"),
+                    "loss": ("categorical", ["bpr", "bce"])}
+
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 1e-4,
                  iterations: int = 100, batch_size: int = 8192, loss="bpr", num_negatives: int = 1,
                  negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,
@@ -192,6 +198,9 @@ _ARRAY_MARK = "<array stored with the model>"
 
 class BPR(MF):
     """``MF(loss="bpr")`` under implicit's name: ``BPR(factors=64, iterations=100, random_state=0)``."""
+
+    search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
+                    "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log")}
 
     def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 1e-4,
                  iterations: int = 100, batch_size: int = 8192, num_negatives: int = 1, negatives="uniform",

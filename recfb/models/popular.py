@@ -15,6 +15,8 @@ class MostPopular(Recommender):
         Popularity is the sum of the interaction weights instead of the number of users.
     """
 
+    search_space = {}  # nothing worth tuning (recfb.tune)
+
     def __init__(self, *, weighted: bool = False):
         self.weighted = weighted
 

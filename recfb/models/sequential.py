@@ -189,6 +189,11 @@ class SASRec(Recommender):
     state of each stored history and the item embeddings for FAISS inner-product search.
     """
 
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`); factors
+    #: step in 16s so that they stay divisible by num_heads up to 16.
+    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+                    "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3)}
+
     causal = True
 
     def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
@@ -499,6 +504,10 @@ class gSASRec(SASRec):  # noqa: N801 - the paper's name
     """SASRec with gBCE (Petrov & Macdonald, RecSys 2023): 256 uniform negatives and
     calibration ``t = 0.75`` by default; otherwise the same as :class:`SASRec`."""
 
+    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+                    "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3),
+                    "num_negatives": ("int", 16, 512, "log"), "gbce_t": ("float", 0.0, 1.0)}
+
     def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 1,
                  dropout: float = 0.2, num_negatives: int = 256, gbce_t: float = 0.75, l2: float = 0.0,
@@ -519,6 +528,10 @@ class BERT4Rec(SASRec):
     the masked items. Output layer: the shared item embeddings plus a per-item bias. Blocks
     are pre-norm with GELU feed-forward of width 4d.
     """
+
+    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+                    "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3),
+                    "mask_prob": ("float", 0.1, 0.6)}
 
     causal = False
 
