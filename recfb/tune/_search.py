@@ -1,0 +1,338 @@
+"""``recfb.tune.search``: Optuna's TPE over a model's search space, pruned by the training
+loop's per-epoch validation, resumable and shareable through an Optuna storage."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import math
+import numbers
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from recfb.tune.protocols import make_protocol
+from recfb.tune.space import check_space, suggest
+
+
+@dataclass
+class TuneResult:
+    """What :func:`search` found.
+
+    Attributes
+    ----------
+    best_params : dict
+        The tuned parameters of the best completed trial (the parameters fixed on the model
+        passed in are not repeated here; ``best_model.get_params()`` has them all).
+    best_value : float
+        The validation metric of ``best_model`` on ``valid_X``.
+    best_model : Recommender
+        A fresh copy of the model, fitted with ``best_params`` on ``train_X`` as the trials were.
+    study : optuna.Study
+        The study (with every trial of the storage, other processes' included).
+    best_trial_value : float
+        The best trial's own value; equal to ``best_value`` when training is deterministic.
+    """
+
+    best_params: dict
+    best_value: float
+    best_model: object
+    study: object
+    best_trial_value: float = float("nan")
+    metric: str = ""
+    protocol: object = None
+    fixed_params: dict = field(default_factory=dict)
+
+    @property
+    def trials(self):
+        """pandas DataFrame, one row per trial: ``number``, ``value``, ``duration``, ``state``
+        and one ``params_<name>`` column per tuned parameter."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:  # pragma: no cover - pandas is in the dev extra
+            raise ImportError("TuneResult.trials needs pandas: pip install pandas") from None
+        return self.study.trials_dataframe(attrs=("number", "value", "duration", "state", "params"))
+
+    def best_trials(self, n: int = 5):
+        """The ``n`` best completed trials as a DataFrame (best first)."""
+        df = self.trials
+        df = df[df["state"] == "COMPLETE"]
+        return df.sort_values("value", ascending=False).head(n)
+
+
+def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | None = 50, timeout=None,
+           space=None, seed: int = 0, storage=None, study_name: str | None = None, protocol="full",
+           show_progress: bool = True, pruner=None, **fit_kwargs) -> TuneResult:
+    """Tune ``model``'s hyper-parameters on a validation split with Optuna.
+
+    Each trial builds a fresh copy of ``model`` with parameters from the search space, fits
+    it on ``train_X`` and scores it on ``valid_X`` by ``metric`` under ``protocol``. The
+    sampler is Optuna's TPE (seeded); the embedding and sequential models validate after
+    every epoch on the same metric, which feeds a median pruner (bad trials stop early) and
+    restores each trial's best epoch. At the end the best parameters are refitted (same seed,
+    same fit) into ``best_model``.
+
+    Parameters
+    ----------
+    model : Recommender
+        An unfitted recfb model. Parameters set explicitly on it (different from the class
+        default) stay fixed and are removed from the search space; to fix one at its default,
+        pass a ``space`` without it.
+    train_X, valid_X : csr_matrix (users x items), or Interactions
+        The training data and the validation split (never the test split). With
+        ``protocol="loo"`` (sequential models) both are :class:`~recfb.data.Interactions`.
+    metric : str, default "ndcg@10"
+        ``name@k`` of the protocol's evaluator (see :mod:`recfb.tune.protocols`); maximised.
+    n_trials : int, default 50
+        Trials to run in this call (added to those already in the storage). None runs until
+        ``timeout``.
+    timeout : float, optional
+        Seconds after which no new trial starts.
+    space : dict or callable(trial) -> dict, optional
+        Overrides ``type(model).search_space``: a dict in the spec format of
+        :mod:`recfb.tune.space`, or a function of an ``optuna.Trial`` returning model
+        parameters (for parameters that are objects: losses, denoisers).
+    seed : int, default 0
+        Seed of the TPE sampler. A resumed study offsets it by the number of trials already
+        there, so a continued study does not repeat its first trials; give each parallel
+        process its own seed.
+    storage : str, path or optuna storage, optional
+        An Optuna storage URL (``"sqlite:///study.db"``, ``"postgresql://..."``), a journal
+        file path (anything without ``://``, e.g. ``"study.log"``) or a storage object.
+        Calling ``search`` again with the same storage and ``study_name`` continues the
+        study, and several processes or machines pointed at one storage tune together
+        (Optuna's distributed optimisation). None keeps the study in memory.
+    study_name : str, optional
+        Default ``"recfb-<Model>-<metric>"``.
+    protocol : str or Protocol, default "full"
+        ``"full"``, ``"sampled"``, ``"loo"``, ``"ips"``, ``"clean"`` or an instance of
+        :class:`FullRanking`, :class:`Sampled`, :class:`LeaveOneOut`, :class:`IPS`,
+        :class:`Clean` with its options.
+    show_progress : bool, default True
+        A tqdm bar over trials (with the best value so far).
+    pruner : optuna pruner, optional
+        Default ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``; ``False`` disables
+        pruning.
+    **fit_kwargs
+        Passed to every ``model.fit`` (``sample_weight``, ``item_features``, ``time_limit`` ...).
+
+    Returns
+    -------
+    TuneResult
+
+    Raises
+    ------
+    ValueError
+        Unknown metric or protocol, a parameter that is not the model's, ``n_trials < 1``,
+        ``timeout <= 0``, an unreachable storage.
+    DataError
+        Empty validation data.
+    RuntimeError
+        When no trial completed (all pruned or failed).
+    """
+    import optuna
+
+    from recfb.models.base import Recommender
+
+    if inspect.isclass(model) or not isinstance(model, Recommender):
+        raise TypeError(f"model must be an unfitted recfb model instance such as BPR(), got {model!r}.")
+    if n_trials is not None:
+        if isinstance(n_trials, bool) or not isinstance(n_trials, numbers.Integral):
+            raise TypeError(f"n_trials must be an int or None, got {n_trials!r}.")
+        if n_trials < 1:
+            raise ValueError(f"n_trials == {n_trials}, must be >= 1.")
+    if timeout is not None and not (isinstance(timeout, numbers.Real) and not isinstance(timeout, bool)
+                                    and timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout == {timeout!r}, must be None or seconds > 0.")
+    if n_trials is None and timeout is None:
+        raise ValueError("n_trials is None and timeout is None: the search would never end; give one of them.")
+    for reserved in ("valid_items", "valid", "valid_metric", "callbacks", "show_progress"):
+        if reserved in fit_kwargs:
+            raise ValueError(f"fit argument {reserved!r} is set by recfb.tune.search (from valid_X and the "
+                             "protocol); do not pass it.")
+    proto = make_protocol(protocol)
+    key, k = proto.parse_metric(metric)
+    bound = proto.bind(model, train_X, valid_X)
+    cls = type(model)
+    fixed = explicit_params(model)
+    space_fn, dists = _space(cls, space, fixed)
+    name = study_name or f"recfb-{cls.__name__}-{key}"
+
+    store = open_storage(storage)
+    previous = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        n_before = _n_existing(store, name)
+        sampler = optuna.samplers.TPESampler(seed=None if seed is None else int(seed) + n_before)
+        if pruner is None:
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+        elif pruner is False:
+            pruner = optuna.pruners.NopPruner()
+        try:
+            study = optuna.create_study(storage=store, study_name=name, sampler=sampler, pruner=pruner,
+                                        direction="maximize", load_if_exists=True)
+        except Exception as exc:  # noqa: BLE001 - any storage failure: name the storage
+            raise ValueError(f"storage {storage!r} is unreachable or not an Optuna storage: {exc}") from None
+        _check_study(study, cls, key, proto)
+        if dists is not None and not dists and n_trials is not None and n_trials > 1:
+            warnings.warn(f"nothing to tune for {cls.__name__} (empty search space or every parameter fixed); "
+                          "running one trial.", stacklevel=2)
+            n_trials = 1
+
+        def fit_score(trial_params, trial=None):
+            m = build(model, trial_params)
+            callbacks = [] if trial is None else [_pruning_callback(trial)]
+            valid_kwargs = bound.valid_kwargs(lambda fitted: float(bound.evaluate(fitted, (k,))[key]))
+            if valid_kwargs:
+                valid_kwargs["callbacks"] = callbacks
+            m.fit(bound.fit_X, show_progress=False, **valid_kwargs, **fit_kwargs)
+            return m, float(bound.evaluate(m, (k,))[key])
+
+        def objective(trial):
+            params = space_fn(trial)
+            m, value = fit_score(params, trial)
+            if getattr(m, "best_epoch_", None) is not None:
+                trial.set_user_attr("best_epoch", int(m.best_epoch_))
+            return value
+
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_trials, disable=not show_progress, desc=f"tuning {cls.__name__}", unit="trial")
+
+        def progress(study, trial):
+            bar.update(1)
+            with contextlib.suppress(ValueError):  # ValueError: no completed trial yet
+                bar.set_postfix({key: round(study.best_value, 4), "pruned": _count(study, "PRUNED")})
+
+        try:
+            study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(FloatingPointError,),
+                           callbacks=[progress])
+        finally:
+            bar.close()
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if not completed:
+            states = sorted({t.state.name for t in study.trials})
+            raise RuntimeError(f"no trial completed ({len(study.trials)} trials, states {states}); widen the "
+                               "search space, check the data, or pass pruner=False.")
+        best = study.best_trial
+        best_params = space_fn(optuna.trial.FixedTrial(best.params, best.number))
+        best_model, best_value = fit_score(best_params)
+    finally:
+        optuna.logging.set_verbosity(previous)
+    if not math.isclose(best_value, best.value, rel_tol=1e-6, abs_tol=1e-9):
+        warnings.warn(f"the refitted best model scores {key} {best_value:.6g} on valid_X but its trial scored "
+                      f"{best.value:.6g}: training is not deterministic here (threads racing, or a trial "
+                      "from another process on other hardware); best_value is the refitted model's.", stacklevel=2)
+    return TuneResult(best_params=best_params, best_value=best_value, best_model=best_model, study=study,
+                      best_trial_value=float(best.value), metric=key, protocol=proto, fixed_params=fixed)
+
+
+# ---------------------------------------------------------------------- helpers
+def explicit_params(model) -> dict:
+    """The parameters of ``model`` that differ from its class defaults (``__init__``)."""
+    sig = inspect.signature(type(model).__init__)
+    out = {}
+    for name, value in model.get_params().items():
+        default = sig.parameters[name].default
+        try:
+            same = default is not inspect.Parameter.empty and bool(default == value)
+        except (TypeError, ValueError):  # arrays and objects without a plain ==
+            same = False
+        if not same:
+            out[name] = value
+    return out
+
+
+def build(model, params: dict):
+    """A fresh, unfitted copy of ``model`` with ``params`` set (the originals untouched)."""
+    base = copy.deepcopy(model.get_params())
+    base.update(params)
+    return type(model)(**base)
+
+
+def _space(cls, space, fixed):
+    """(callable(trial) -> params, distributions or None for a callable space)."""
+    if callable(space) and not isinstance(space, dict):
+        valid = cls._param_names()
+
+        def from_callable(trial):
+            params = space(trial)
+            if not isinstance(params, dict):
+                raise TypeError(f"space(trial) must return a dict of model parameters, got {type(params).__name__}.")
+            for p in params:
+                if p not in valid:
+                    raise ValueError(f"parameter {p!r} is not a parameter of {cls.__name__}; valid parameters: "
+                                     f"{valid}.")
+            return params
+        return from_callable, None
+    if space is None:
+        dists = {n: d for n, d in check_space(getattr(cls, "search_space", {}), cls).items() if n not in fixed}
+    else:
+        dists = check_space(space, cls)
+        clash = sorted(set(dists) & set(fixed))
+        if clash:
+            raise ValueError(f"parameter {clash[0]!r} is set on the model ({fixed[clash[0]]!r}) and also in space; "
+                             "remove it from one of them.")
+    return (lambda trial: suggest(trial, dists)), dists
+
+
+def _pruning_callback(trial):
+    import optuna
+
+    def report(epoch, logs):
+        if "valid" not in logs:
+            return
+        trial.report(float(logs["valid"]), epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} (validation {logs['valid']:.6g})")
+    return report
+
+
+def _count(study, state: str) -> int:
+    return sum(t.state.name == state for t in study.get_trials(deepcopy=False))
+
+
+def open_storage(storage):
+    """``None``, an Optuna storage, an RDB URL (``scheme://...``) or a journal file path ->
+    an Optuna storage (or None); an unreachable one raises ``ValueError`` naming it."""
+    import optuna
+
+    if storage is None or isinstance(storage, optuna.storages.BaseStorage):
+        return storage
+    if not isinstance(storage, (str, os.PathLike)):
+        raise TypeError(f"storage must be None, a URL, a journal file path or an optuna storage, got {storage!r}.")
+    text = os.fspath(storage)
+    try:
+        if "://" in text:
+            kwargs = {"connect_args": {"timeout": 60}} if text.startswith("sqlite") else None
+            return optuna.storages.RDBStorage(text, engine_kwargs=kwargs)
+        folder = os.path.dirname(os.path.abspath(text))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"folder {folder} does not exist")
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+        return JournalStorage(JournalFileBackend(text))
+    except Exception as exc:  # noqa: BLE001 - any failure to open: name the storage
+        raise ValueError(f"storage {text!r} is unreachable: {type(exc).__name__}: {exc}") from None
+
+
+def _n_existing(store, name) -> int:
+    if store is None:
+        return 0
+    import optuna
+
+    try:
+        return len(optuna.load_study(study_name=name, storage=store).trials)
+    except KeyError:  # no such study yet
+        return 0
+
+
+def _check_study(study, cls, key, proto) -> None:
+    """A resumed study must be about the same model and metric."""
+    attrs = study.user_attrs
+    mine = {"recfb_model": cls.__name__, "recfb_metric": key, "recfb_protocol": proto.name}
+    for attr, value in mine.items():
+        if attr in attrs and attrs[attr] != value:
+            raise ValueError(f"study {study.study_name!r} in this storage was made for {attr[6:]} "
+                             f"{attrs[attr]!r}, not {value!r}; pass another study_name.")
+        if attr not in attrs:
+            study.set_user_attr(attr, value)
