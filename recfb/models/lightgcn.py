@@ -69,7 +69,9 @@ class LightGCNScorer(Scorer):
                                       check_invariants=True).coalesce()
         with warnings.catch_warnings():  # "sparse CSR support is in beta": we use only mm
             warnings.simplefilter("ignore", UserWarning)
-            self.register_buffer("adj", adj.to_sparse_csr())
+            # not persistent: rebuilt from X at every fit, and a sparse CSR tensor cannot be
+            # deep-copied, which early stopping does with the state dict (best weights)
+            self.register_buffer("adj", adj.to_sparse_csr(), persistent=False)
         self.conv = _make_conv()
         self.num_layers = num_layers
         self.regularization_weight = regularization
