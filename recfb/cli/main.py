@@ -190,8 +190,9 @@ def _item_names(dataset, data_dir) -> dict:
         return {}
 
 
-def run_leaderboard(data, models: dict, k=(10, 20), seed: int = 0, quiet: bool = False, out=None):
-    """Fit each model on a per-user random 80/20 split of ``data``; print and return the table."""
+def run_leaderboard(data, models: dict, k=(10, 20), seed: int = 0, quiet: bool = False, out=None, extra=()):
+    """Fit each model on a per-user random 80/20 split of ``data``; print and return the table
+    (``extra``: beyond-accuracy metrics of ``ranking_metrics``, as columns at the first ``k``)."""
     from recfb.data import split
     from recfb.evaluation import ranking_metrics
     out = sys.stdout if out is None else out
@@ -207,13 +208,13 @@ def run_leaderboard(data, models: dict, k=(10, 20), seed: int = 0, quiet: bool =
         model.fit(X, show_progress=False)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = ranking_metrics(model, X, T, k=k)
+        res = ranking_metrics(model, X, T, k=k, extra=extra)
         eval_s = time.perf_counter() - t0
         rows.append((name, res, fit_s, eval_s))
         fitted[name] = model
     k0 = k[0]
     cols = [f"ndcg@{k0}", f"recall@{k0}", f"precision@{k0}", f"map@{k0}", f"mrr@{k0}", f"hit_rate@{k0}",
-            f"coverage@{k0}"] + [f"ndcg@{kk}" for kk in k[1:]]
+            f"coverage@{k0}"] + [f"ndcg@{kk}" for kk in k[1:]] + [f"{m}@{k0}" for m in extra if m != "coverage"]
     header = f"{'model':<10}" + "".join(f"{c:>13}" for c in cols) + f"{'fit s':>9}{'eval s':>9}"
     print(header, file=out)
     print("-" * len(header), file=out)
@@ -229,7 +230,8 @@ def cmd_bench(args) -> int:
         if n not in MODELS:
             raise CLIError(f"unknown model {n!r}; choose from {', '.join(MODELS)}")
     print(f"dataset {args.dataset}: {data}")
-    run_leaderboard(data, {n: DEMO_MODELS.get(n, {}) for n in names}, k=_ks(args.k), seed=args.seed, quiet=args.quiet)
+    run_leaderboard(data, {n: DEMO_MODELS.get(n, {}) for n in names}, k=_ks(args.k), seed=args.seed, quiet=args.quiet,
+                    extra=tuple(args.extra or ()))
     return 0
 
 
@@ -305,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--models", nargs="+", help=f"default: {' '.join(DEMO_MODELS)}")
     b.add_argument("--k", type=int, nargs="+", default=[10, 20])
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--extra", nargs="+", choices=("novelty", "gini", "coverage", "avg_popularity"),
+                   help="beyond-accuracy metrics to add as columns (recfb.evaluation.diversity_metrics)")
     b.set_defaults(func=cmd_bench)
 
     from recfb.serving.cli import add_export_parser
