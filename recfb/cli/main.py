@@ -1,4 +1,4 @@
-"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo, export.
+"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo, export, tune.
 
 This module holds the one explicit name -> class table of the project (``MODELS``).
 """
@@ -235,6 +235,82 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _tune_split(data, how: str, test_fraction: float, valid_fraction: float, seed: int):
+    """train, valid, test for `recfb tune`: the valid part tunes, the test part only reports."""
+    from recfb.data import split
+    if how == "random":
+        return split.random_holdout(data, test_fraction=test_fraction, seed=seed, validation_fraction=valid_fraction)
+    if how == "leave-one-out":
+        by = "timestamp" if data.timestamps is not None else "row"
+        return split.leave_one_out(data, by=by, validation=True)
+    if how == "temporal":
+        rest, test = split.temporal(data, test_fraction=test_fraction)
+        train, valid = split.temporal(rest, test_fraction=valid_fraction / (1 - test_fraction))
+        return train, valid, test
+    raise CLIError(f"unknown split {how!r}; choose one of {', '.join(SPLITS)}")
+
+
+def cmd_tune(args) -> int:
+    from recfb import tune
+    from recfb.data import concatenate
+    from recfb.evaluation import ranking_metrics
+    if args.model not in MODELS:
+        raise CLIError(f"unknown model {args.model!r}; choose one of {', '.join(MODELS)}")
+    if not 0 < args.valid_fraction < 1:
+        raise CLIError(f"--valid-fraction == {args.valid_fraction}, must be in (0, 1)")
+    cls = MODELS[args.model]
+    params = _parse_params(args.param)
+    model = _make_model(args.model, params)
+    # --param fixes a parameter even at its default value
+    space = {k: v for k, v in getattr(cls, "search_space", {}).items() if k not in params}
+    data = _load_dataset(args.dataset, args.data_dir, args.quiet)
+    train, valid, test = _tune_split(data, args.split, args.test_fraction, args.valid_fraction, args.seed)
+    _log(args, f"tuning {model!r} on {args.dataset}: train {len(train)}, valid {len(valid)}, test {len(test)} "
+               f"({args.split} split, seed {args.seed}); {args.metric} on valid")
+    t0 = time.perf_counter()
+    try:
+        result = tune.search(model, train.matrix, valid.matrix, metric=args.metric, n_trials=args.trials,
+                             timeout=args.timeout, space=space, seed=args.seed, storage=args.storage,
+                             study_name=args.study_name, protocol=args.protocol, show_progress=not args.quiet)
+    except RuntimeError as exc:
+        raise CLIError(str(exc)) from None
+    seconds = time.perf_counter() - t0
+    study = result.study
+    states = [t.state.name for t in study.trials]
+    print(f"{len(states)} trials in the study ({states.count('COMPLETE')} complete, {states.count('PRUNED')} pruned, "
+          f"{states.count('FAIL')} failed); this run {seconds:.1f} s")
+    print(f"best parameters: {json.dumps(result.best_params, default=str)}")
+    print(f"best valid {result.metric}: {result.best_value:.4f}")
+    done = sorted((t for t in study.trials if t.state.name == "COMPLETE"), key=lambda t: -t.value)[:args.top]
+    names = sorted({n for t in done for n in t.params})
+    header = f"{'trial':>6} {result.metric:>12}" + "".join(f" {n:>16}" for n in names)
+    print(header)
+    print("-" * len(header))
+    for t in done:
+        cells = "".join(f" {_cell(t.params.get(n)):>16}" for n in names)
+        print(f"{t.number:>6} {t.value:>12.4f}{cells}")
+    seen = concatenate([train, valid]).matrix
+    res = ranking_metrics(result.best_model, seen, test.matrix, k=(10, 20))
+    print("test (refitted best model, train + valid items excluded): "
+          + ", ".join(f"{k} {res[k]:.4f}" for k in ("ndcg@10", "recall@10", "ndcg@20", "recall@20")))
+    meta = {"dataset": args.dataset, "split": args.split, "test_fraction": args.test_fraction, "seed": args.seed,
+            "model": args.model, "tuned": {"metric": result.metric, "valid": result.best_value,
+                                            "params": result.best_params, "trials": len(states),
+                                            "valid_fraction": args.valid_fraction}}
+    path = result.best_model.save(args.output, metadata=meta)
+    print(f"saved the refitted model to {path}")
+    if args.plot:
+        tune.plot(result, args.plot)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def cmd_demo(args) -> int:
     from recfb import datasets
     try:
@@ -310,6 +386,24 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--extra", nargs="+", choices=("novelty", "gini", "coverage", "avg_popularity"),
                    help="beyond-accuracy metrics to add as columns (recfb.evaluation.diversity_metrics)")
     b.set_defaults(func=cmd_bench)
+
+    u = sub.add_parser("tune", help="tune a model's hyper-parameters on a validation split (Optuna), save the best")
+    u.add_argument("--dataset", required=True, help="a name from `recfb datasets list`")
+    u.add_argument("--model", required=True, choices=list(MODELS))
+    u.add_argument("--trials", type=int, default=30, help="trials in this run (default 30)")
+    u.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    u.add_argument("--storage", default=None,
+                   help="Optuna storage (sqlite:///study.db, or a journal file path): resume, or tune in parallel")
+    u.add_argument("--study-name", default=None, help="default recfb-<Model>-<metric>")
+    u.add_argument("--metric", default="ndcg@10", help="validation metric to maximise (default ndcg@10)")
+    u.add_argument("--protocol", choices=("full", "sampled"), default="full", help="validation protocol")
+    u.add_argument("--param", action="append", metavar="KEY=VALUE", help="fixed model parameter (repeatable)")
+    u.add_argument("--valid-fraction", type=float, default=0.1, help="share of each user's rows for validation")
+    u.add_argument("--top", type=int, default=5, help="best trials shown")
+    u.add_argument("--plot", default=None, metavar="FILE.png", help="optimisation history + parameter importances")
+    u.add_argument("--output", "-o", required=True, help="where to write the refitted best model (.npz)")
+    split_args(u)
+    u.set_defaults(func=cmd_tune)
 
     from recfb.serving.cli import add_export_parser
     add_export_parser(sub)

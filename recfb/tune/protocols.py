@@ -258,7 +258,8 @@ class IPS(Protocol):
         from recfb.evaluation import ips_ranking_metrics
 
         theta = popularity_propensity(train, eta=self.eta) if self.propensity is None else self.propensity
-        ips_ranking_metrics(_NullModel(train.shape[1]), train, valid[:0], theta, k=1, ip_cap=self.ip_cap)  # checks
+        # propensity shape and values, and the cap, checked before any trial (one user, no model)
+        ips_ranking_metrics(_NullModel(), train, valid, theta, k=1, ip_cap=self.ip_cap, users=[0])
 
         def evaluate(model, ks):
             return ips_ranking_metrics(model, train, valid, theta, k=ks, ip_cap=self.ip_cap)
@@ -267,9 +268,6 @@ class IPS(Protocol):
 
 class _NullModel:
     """Recommends nothing: lets :class:`IPS` check propensity and cap before any trial."""
-
-    def __init__(self, n_items):
-        self.n_items = n_items
 
     def recommend(self, userids, user_items, N=10, filter_already_liked_items=True):
         n = np.asarray(userids).size
