@@ -62,7 +62,7 @@ class TuneResult:
 
 def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | None = 50, timeout=None,
            space=None, seed: int = 0, storage=None, study_name: str | None = None, protocol="full",
-           show_progress: bool = True, pruner=None, **fit_kwargs) -> TuneResult:
+           show_progress: bool = True, pruner=None, refit: bool = True, **fit_kwargs) -> TuneResult:
     """Tune ``model``'s hyper-parameters on a validation split with Optuna.
 
     Each trial builds a fresh copy of ``model`` with parameters from the search space, fits
@@ -93,9 +93,9 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         :mod:`recfb.tune.space`, or a function of an ``optuna.Trial`` returning model
         parameters (for parameters that are objects: losses, denoisers).
     seed : int, default 0
-        Seed of the TPE sampler. A resumed study offsets it by the number of trials already
-        there, so a continued study does not repeat its first trials; give each parallel
-        process its own seed.
+        Seed of the TPE sampler. For a resumed study it is mixed with the number of trials
+        already there, so a continued study does not repeat its first trials; give each
+        parallel process its own seed.
     storage : str, path or optuna storage, optional
         An Optuna storage URL (``"sqlite:///study.db"``, ``"postgresql://..."``), a journal
         file path (anything without ``://``, e.g. ``"study.log"``) or a storage object.
@@ -113,6 +113,10 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     pruner : optuna pruner, optional
         Default ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``; ``False`` disables
         pruning.
+    refit : bool, default True
+        Fit ``best_model`` with the best parameters. False skips that fit (when the caller
+        refits on train + validation anyway): ``best_model`` is None and ``best_value`` the
+        best trial's value.
     **fit_kwargs
         Passed to every ``model.fit`` (``sample_weight``, ``item_features``, ``time_limit`` ...).
 
@@ -163,7 +167,7 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         n_before = _n_existing(store, name)
-        sampler = optuna.samplers.TPESampler(seed=None if seed is None else int(seed) + n_before)
+        sampler = optuna.samplers.TPESampler(seed=_sampler_seed(seed, n_before))
         if pruner is None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
         elif pruner is False:
@@ -216,7 +220,7 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
                                "search space, check the data, or pass pruner=False.")
         best = study.best_trial
         best_params = space_fn(optuna.trial.FixedTrial(best.params, best.number))
-        best_model, best_value = fit_score(best_params)
+        best_model, best_value = fit_score(best_params) if refit else (None, float(best.value))
     finally:
         optuna.logging.set_verbosity(previous)
     if not math.isclose(best_value, best.value, rel_tol=1e-6, abs_tol=1e-9):
@@ -274,6 +278,16 @@ def _space(cls, space, fixed):
             raise ValueError(f"parameter {clash[0]!r} is set on the model ({fixed[clash[0]]!r}) and also in space; "
                              "remove it from one of them.")
     return (lambda trial: suggest(trial, dists)), dists
+
+
+def _sampler_seed(seed, n_before: int):
+    """``seed`` for a new study; mixed with the number of trials already stored for a resumed
+    one, so that a continued study (or a second process with ``seed + 1``) does not repeat draws."""
+    if seed is None or n_before == 0:
+        return seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([int(seed), int(n_before)]).generate_state(1)[0])
 
 
 def _pruning_callback(trial):

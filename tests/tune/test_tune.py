@@ -83,6 +83,11 @@ def test_best_value_is_the_metric_of_best_model_on_valid(data):
     assert len(df) == 4 and {"value", "duration", "state", "params_factors", "params_learning_rate"} <= set(df.columns)
 
 
+def test_refit_false_skips_the_final_fit(data):
+    res = run(EASE(), data, n_trials=2, refit=False)
+    assert res.best_model is None and res.best_value == res.study.best_value == res.best_trial_value
+
+
 def test_explicit_parameters_stay_fixed_and_leave_the_default_space(data):
     res = run(bpr(factors=8, learning_rate=0.03), data, n_trials=3)
     for p in params_of(res):
