@@ -62,7 +62,8 @@ class TuneResult:
 
 def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | None = 50, timeout=None,
            space=None, seed: int = 0, storage=None, study_name: str | None = None, protocol="full",
-           show_progress: bool = True, pruner=None, refit: bool = True, **fit_kwargs) -> TuneResult:
+           show_progress: bool = True, pruner=None, refit: bool = True, start_from_model: bool = True,
+           **fit_kwargs) -> TuneResult:
     """Tune ``model``'s hyper-parameters on a validation split with Optuna.
 
     Each trial builds a fresh copy of ``model`` with parameters from the search space, fits
@@ -113,6 +114,10 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     pruner : optuna pruner, optional
         Default ``MedianPruner(n_startup_trials=5, n_warmup_steps=2)``; ``False`` disables
         pruning.
+    start_from_model : bool, default True
+        The first trial of a new study evaluates ``model``'s own values of the tuned parameters
+        (those inside the space; a dict space only), so the result is never worse on
+        validation than the model as passed.
     refit : bool, default True
         Fit ``best_model`` with the best parameters. False skips that fit (when the caller
         refits on train + validation anyway): ``best_model`` is None and ``best_value`` the
@@ -178,6 +183,10 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         except Exception as exc:  # noqa: BLE001 - any storage failure: name the storage
             raise ValueError(f"storage {storage!r} is unreachable or not an Optuna storage: {exc}") from None
         _check_study(study, cls, key, proto)
+        if start_from_model and dists and n_before == 0:
+            start = {n: v for n, v in model.get_params().items() if n in dists and _contains(dists[n], v)}
+            if start:
+                study.enqueue_trial(start, skip_if_exists=True)  # another process may have done it
         if dists is not None and not dists and n_trials is not None and n_trials > 1:
             warnings.warn(f"nothing to tune for {cls.__name__} (empty search space or every parameter fixed); "
                           "running one trial.", stacklevel=2)
@@ -278,6 +287,22 @@ def _space(cls, space, fixed):
             raise ValueError(f"parameter {clash[0]!r} is set on the model ({fixed[clash[0]]!r}) and also in space; "
                              "remove it from one of them.")
     return (lambda trial: suggest(trial, dists)), dists
+
+
+def _contains(dist, value) -> bool:
+    """Whether ``value`` is a point of the Optuna distribution ``dist``."""
+    import optuna.distributions as od
+
+    if isinstance(dist, od.CategoricalDistribution):
+        return any(type(c) is type(value) and c == value for c in dist.choices)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    if isinstance(dist, od.IntDistribution) and not float(value).is_integer():
+        return False
+    if not dist.low <= value <= dist.high:
+        return False
+    step = getattr(dist, "step", None)
+    return step is None or math.isclose((value - dist.low) / step, round((value - dist.low) / step), abs_tol=1e-9)
 
 
 def _sampler_seed(seed, n_before: int):

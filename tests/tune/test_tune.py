@@ -83,6 +83,19 @@ def test_best_value_is_the_metric_of_best_model_on_valid(data):
     assert len(df) == 4 and {"value", "duration", "state", "params_factors", "params_learning_rate"} <= set(df.columns)
 
 
+def test_the_first_trial_is_the_model_as_passed(data):
+    res = run(EASE(), data, n_trials=3)
+    assert res.study.trials[0].params == {"l2": EASE().l2, "dropout": EASE().dropout}
+    default = EASE().fit(data[0])
+    assert res.study.trials[0].value == pytest.approx(ranking_metrics(default, *data, k=10)["ndcg@10"], abs=1e-12)
+    assert res.best_value >= res.study.trials[0].value
+    # values outside the space are not enqueued; start_from_model=False samples from the first trial
+    res = run(EASE(), data, n_trials=1, space={"l2": ("float", 1.0, 10.0)})
+    assert 1.0 <= res.study.trials[0].params["l2"] <= 10.0
+    res = run(EASE(), data, n_trials=1, start_from_model=False)
+    assert res.study.trials[0].params["l2"] != EASE().l2
+
+
 def test_refit_false_skips_the_final_fit(data):
     res = run(EASE(), data, n_trials=2, refit=False)
     assert res.best_model is None and res.best_value == res.study.best_value == res.best_trial_value
