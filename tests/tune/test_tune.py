@@ -385,5 +385,13 @@ def test_a_point_of_each_space_trains(cls, data):
         space["iterations"] = ("int", 1, 3)
     if "neighbors" in space:
         space["neighbors"] = ("int", 5, 50)
-    res = run(cls(**fixed), data, space=space, n_trials=1)
+    res = run(cls(**fixed), data, space=space, n_trials=1, start_from_model=False)  # a sampled point
     assert res.best_value >= 0
+
+
+@pytest.mark.parametrize("cls", [SASRec, gSASRec, BERT4Rec], ids=lambda c: c.__name__)
+def test_a_point_of_each_sequential_space_trains(cls, sequences):
+    train, valid, _ = sequences
+    res = tune.search(cls(iterations=1, batch_size=64, device="cpu"), train, valid, protocol="loo", n_trials=1,
+                      start_from_model=False, show_progress=False, seed=1)
+    assert set(res.best_params) == set(cls.search_space) and res.best_value >= 0
