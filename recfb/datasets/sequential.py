@@ -1,8 +1,9 @@
 """Sequential-recommendation files (one user's actions in time order): SASRec Video, S3-Rec Beauty.
 
-These files carry no timestamps; their line (or in-line) order *is* the time order, so rows
-are kept in file order and ``Interactions.sequences(by="row")`` / ``leave_one_out(by="row")``
-recover each user's sequence.
+These files carry no clock times; their line (or in-line) order *is* the time order. The loaders
+keep rows in file order and give each row its position in the file as its timestamp, so the
+time-ordered tools work as written: ``leave_one_out(ds)``, ``ds.sequences()``, ``temporal``
+(a "time" cut is then a cut in file position), and so does ``by="row"``.
 """
 from __future__ import annotations
 
@@ -18,14 +19,14 @@ __all__ = ["load_s3rec_beauty", "load_sasrec_video", "read_user_item_lines", "re
 
 
 def read_user_item_lines(path) -> Interactions:
-    """A ``user item`` per line file (SASRec format) in file order; timestamps None."""
+    """A ``user item`` per line file (SASRec format) in file order; timestamps = row position."""
     table = read_table(path, ("user_id", "item_id"))
-    return Interactions.from_arrays(table[:, 0], table[:, 1])
+    return Interactions.from_arrays(table[:, 0], table[:, 1], timestamps=_file_order(len(table)))
 
 
 def read_user_sequences(path) -> Interactions:
     """A ``user item_1 item_2 ... item_n`` per line file (S3-Rec format), one row per item, in
-    file order; timestamps None."""
+    file order; timestamps = row position."""
     text = read_numeric_text(path, expected="lines of 'user_id item_1 ... item_n' (integers)")
     short = text.counts < 2
     if short.any():
@@ -36,7 +37,13 @@ def read_user_sequences(path) -> Interactions:
     is_user = np.zeros(text.values.size, dtype=bool)
     is_user[starts] = True
     users = np.repeat(text.values[starts], text.counts - 1)
-    return Interactions.from_arrays(users, text.values[~is_user])
+    items = text.values[~is_user]
+    return Interactions.from_arrays(users, items, timestamps=_file_order(items.size))
+
+
+def _file_order(n: int) -> np.ndarray:
+    """The position of each row in the file: these files' only clock."""
+    return np.arange(n, dtype=np.int64)
 
 
 def load_sasrec_video(folder: Path) -> Interactions:

@@ -96,7 +96,8 @@ def test_lastfm_play_counts(shared_data):
 
 def test_video_keeps_file_order_so_sequences_are_recoverable(shared_data):
     data = datasets.load("video", data_dir=shared_data, download=False)
-    assert len(data) == 287_107 and data.shape == (31_013, 23_715) and data.timestamps is None
+    assert len(data) == 287_107 and data.shape == (31_013, 23_715)
+    assert np.array_equal(data.timestamps, np.arange(len(data)))  # the file position is the clock
     raw = np.loadtxt(shared_data / "sasrec-video" / "Video.txt", dtype=np.int64)
     assert np.array_equal(data.user_ids[data.users], raw[:, 0]) and np.array_equal(data.item_ids[data.items], raw[:, 1])
     sequences = data.sequences(by="row")
@@ -107,12 +108,22 @@ def test_video_keeps_file_order_so_sequences_are_recoverable(shared_data):
     assert (lengths == 1).sum() == 30 and (lengths == 4).sum() == 1_288
     _, _, test = split.leave_one_out(data, by="row")
     assert len(test) == int((lengths >= 3).sum())
+    # the default (by time) works as written and is the file order
+    _, _, test_by_time = split.leave_one_out(data)
+    assert np.array_equal(test_by_time.users, test.users) and np.array_equal(test_by_time.items, test.items)
 
 
 def test_beauty_sequences_in_line_order(shared_data):
     data = datasets.load("beauty", data_dir=shared_data, download=False)
-    assert len(data) == 198_502 and data.shape == (22_363, 12_101) and data.timestamps is None
+    assert len(data) == 198_502 and data.shape == (22_363, 12_101)
+    assert np.array_equal(data.timestamps, np.arange(len(data)))
     sequences = data.sequences(by="row")
+    assert all(np.array_equal(a, b) for a, b in zip(sequences, data.sequences()))
+    train, valid, test = split.leave_one_out(data)  # as written: last item test, second-last valid
+    test_item = dict(zip(test.users.tolist(), test.items.tolist()))
+    valid_item = dict(zip(valid.users.tolist(), valid.items.tolist()))
+    assert len(test_item) == len(sequences)  # every Beauty user has >= 5 items
+    assert all(test_item[u] == s[-1] and valid_item[u] == s[-2] for u, s in enumerate(sequences))
     assert min(len(s) for s in sequences) >= 5
     with open(shared_data / "s3rec-beauty" / "Beauty.txt") as fh:
         first, second = (list(map(int, fh.readline().split())) for _ in range(2))
