@@ -171,3 +171,11 @@ def test_bad_input_is_named():
         ranking_metrics(model, train, train, k=5, extra=("serendipity",))
     with pytest.raises(ValueError, match="item_features"):
         ranking_metrics(model, train, train, k=5, extra=("ild",))
+
+
+def test_cli_bench_reports_extra_metrics(capsys):
+    from recfb.cli.main import main
+    assert main(["--quiet", "bench", "--dataset", "synthetic", "--models", "popular", "--k", "10",
+                 "--extra", "novelty", "gini"]) == 0
+    header = capsys.readouterr().out.splitlines()[1]
+    assert "novelty@10" in header and "gini@10" in header
