@@ -254,3 +254,18 @@ def test_bad_input_is_named(world):
     with pytest.raises(DataError, match="twice"):
         run_loop(world, make, policy=lambda s, k, r: (np.repeat(np.argmax(s, 1)[:, None], k, 1), np.ones((s.shape[0], k))),
                  rounds=1, show_progress=False)
+
+
+def test_a_raw_implicit_model_is_scored_from_its_factors(world):
+    from implicit.als import AlternatingLeastSquares
+    res = run_loop(world, lambda: AlternatingLeastSquares(factors=4, iterations=2, random_state=0),
+                   policy="topk", rounds=2, k=3, show_progress=False)
+    m = res.model
+    rows = res.log[res.log["round"] == 1]
+    X = m.user_factors @ m.item_factors.T
+    clicked = _clicked_before(res.log, 1)
+    for u in (0, 7):
+        s = X[u].astype(np.float64)
+        s[[i for (v, i) in clicked if v == u]] = -np.inf
+        want = np.argsort(-s, kind="stable")[:3]
+        assert rows[rows["user"] == u].sort_values("position")["item"].tolist() == want.tolist()
