@@ -99,6 +99,37 @@ def summarise(runs):
     return out
 
 
+def _ms(values, fmt="{:.3f}"):
+    v = np.asarray(values, np.float64)
+    return f"{fmt.format(v.mean())} ± {fmt.replace('+', '').format(v.std())}"
+
+
+def markdown(report) -> list[str]:
+    """Tables of a report (one per world): mean ± std over seeds."""
+    lines = []
+    for wname, configs in report.items():
+        first = next(iter(configs.values()))
+        n_seeds, n_rounds = len(first["histories"]), len(first["histories"][0]["round"])
+        lines += [f"**{wname}** ({n_seeds} seeds, {n_rounds} rounds, k = 10; mean ± std over seeds; "
+                  f"round 0 = the first lists, trained on the world's own clicks)", "",
+                  "| policy, retraining | log Gini: start -> after last round (rise) | exposure Gini r0 -> last "
+                  "| top-1% share r0 -> last | coverage last | true DCG@10 r0 | last | mean over rounds | s / loop |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for cname, c in configs.items():
+            h = {m: np.array([hist[m] for hist in c["histories"]], np.float64) for m in c["histories"][0]}
+            start = np.asarray(c["initial_log_gini"])
+            rise = _ms(h["log_gini"][:, -1] - start, "{:+.3f}")
+            lines.append(
+                f"| {cname} | {start.mean():.3f} -> {_ms(h['log_gini'][:, -1])} (**{rise}**)"
+                f" | {_ms(h['exposure_gini'][:, 0])} -> {_ms(h['exposure_gini'][:, -1])}"
+                f" | {_ms(h['top1pct_share'][:, 0])} -> {_ms(h['top1pct_share'][:, -1])}"
+                f" | {_ms(h['coverage'][:, -1])} | {_ms(h['true_dcg'][:, 0], '{:.4f}')}"
+                f" | {_ms(h['true_dcg'][:, -1], '{:.4f}')} | {_ms(h['true_dcg'].mean(1), '{:.4f}')}"
+                f" | {np.mean(c['seconds']):.0f} |")
+        lines.append("")
+    return lines
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 3 rounds, 5 epochs, synthetic world only")
@@ -110,7 +141,14 @@ def main():
     p.add_argument("--worlds", nargs="+", choices=("synthetic", "semi"), default=["synthetic", "semi"])
     p.add_argument("--json", default=None, help="write every history here")
     p.add_argument("--plots", default=None, help="folder for the PNG curves")
+    p.add_argument("--from-json", nargs="+", default=None, help="only print the tables of saved --json reports")
     args = p.parse_args()
+    if args.from_json:
+        report = {}
+        for path in args.from_json:
+            report.update(json.loads(Path(path).read_text()))
+        print("\n".join(markdown(report)))
+        return
     if args.quick:
         args.seeds, args.rounds, args.epochs, args.worlds = 1, 3, 5, ["synthetic"]
     torch.set_num_threads(1)
@@ -151,6 +189,7 @@ def main():
             slug = wname.split()[0].replace("-", "_")
             plot_histories(curves, Path(args.plots) / f"feedback_loops_{slug}.png",
                            metrics=("true_dcg", "exposure_gini", "log_gini", "top1pct_share"))
+    print("\n".join(markdown(report)))
     print(f"total {time.perf_counter() - t_all:.0f}s", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
