@@ -18,8 +18,9 @@ Sections:
    known): precision and recall of each denoiser's "noisy" decision.
 5. Cost: seconds per epoch of each method relative to its plain loss (same run).
 
-Denoiser settings (drop rate, beta, PLD's temperature) are chosen on the validation part of
-section 1, seed 0, from small grids, and then used everywhere.
+Denoiser settings (drop rate, beta, PLD's temperature, NBPO's flip regularisation) are chosen
+on the clean validation part of section 1, seed 0, by ``recfb.tune.search`` (``--tune-trials``
+each), and then used everywhere.
 """
 from __future__ import annotations
 
@@ -125,24 +126,33 @@ def ml100k_injected(seed, rate):
     return binary(noisy), binary(valid), binary(test)
 
 
-def tune(epochs, quick):
-    """Small grids on section 1's validation part, seed 0."""
+# recfb.tune spaces of the denoisers' settings (the ranges of the former grids), tuned one at a
+# time in this order, each with the others at their current value
+TUNED = {"drop_rate": ("MF-BCE + T-CE", (0.05, 0.4, False)), "beta": ("MF-BCE + R-CE", (0.05, 0.6, False)),
+         "temperature": ("MF-BPR + PLD", (0.05, 2.0, True)), "flip_reg": ("MF-NBPO", (1e-4, 1e-1, True))}
+
+
+def tune(epochs, quick, n_trials=4):
+    """Each setting tuned by ``recfb.tune.search`` on section 1's clean validation part (seed 0):
+    NDCG@20, the "clean" protocol, seeded TPE, per-epoch validation with the median pruner."""
+    from recfb import tune as rtune
+
     train, valid, _ = ml100k_natural(0)
-    grids = {"drop_rate": ("MF-BCE + T-CE", [0.1, 0.2, 0.3]), "beta": ("MF-BCE + R-CE", [0.1, 0.25, 0.5]),
-             "temperature": ("MF-BPR + PLD", [0.1, 0.5, 1.0]), "flip_reg": ("MF-NBPO", [1e-3, 1e-2])}
     cfg = {"drop_rate": 0.2, "beta": 0.25, "temperature": 0.1, "flip_reg": 1e-3}
     log = {}
-    for key, (name, values) in grids.items():
-        if quick:
-            values = values[:1]
-        scores = []
-        for v in values:
-            trial = dict(cfg, **{key: v})
-            model, _, _ = fit(methods(trial, epochs)[name][1], 0, train)
-            scores.append(evaluate(model, train, valid)["ndcg"])
-        cfg[key] = values[int(np.argmax(scores))]
-        log[key] = dict(zip(values, np.round(scores, 4).tolist()))
-        print(f"[tune] {key}: {log[key]} -> {cfg[key]}", flush=True)
+    for key, (name, (low, high, log_scale)) in TUNED.items():
+        def space(trial, key=key, name=name, low=low, high=high, log_scale=log_scale):
+            value = trial.suggest_float(key, low, high, log=log_scale)
+            model = methods(dict(cfg, **{key: value}), epochs)[name][1](0)
+            return {p: getattr(model, p) for p in ("denoise", "loss")}  # the objects that carry the setting
+
+        base = methods(cfg, epochs)[name][1](0)
+        result = rtune.search(base, train, valid, metric=f"ndcg@{K}", protocol="clean", space=space,
+                              n_trials=1 if quick else n_trials, seed=0, show_progress=False, refit=False)
+        done = [t for t in result.study.trials if t.state.name == "COMPLETE"]
+        cfg[key] = float(result.study.best_trial.params[key])
+        log[key] = {f"{t.params[key]:.4g}": round(t.value, 4) for t in done}
+        print(f"[tune] {key}: {log[key]} -> {cfg[key]:.4g} ({len(result.study.trials) - len(done)} pruned)", flush=True)
     return cfg, log
 
 
@@ -243,6 +253,7 @@ def main(argv=None):
     parser.add_argument("--output", type=Path)
     parser.add_argument("--plot", type=Path)
     parser.add_argument("--cost-rounds", type=int, default=5)
+    parser.add_argument("--tune-trials", type=int, default=4, help="recfb.tune trials per denoiser setting")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for these small models)")
     parser.add_argument("--only-cost", action="store_true", help="run section 5 alone")
     args = parser.parse_args(argv)
@@ -259,7 +270,7 @@ def main(argv=None):
     env = environment()
     print(json.dumps(env), flush=True)
     t_all = time.perf_counter()
-    cfg, tuning = tune(epochs, args.quick)
+    cfg, tuning = tune(epochs, args.quick, args.tune_trials)
     fam = {name: f for name, (f, _) in methods(cfg, epochs).items()}
     lines = [f"# Denoising benchmark ({'quick' if args.quick else 'full'})", "",
              f"Command: `python benchmarks/denoise.py {' '.join(sys.argv[1:])}`  ",
@@ -267,7 +278,8 @@ def main(argv=None):
              f"MF: 64 factors, Adam lr 0.005, batch 2048, L2 1e-5, {epochs} epochs; BCE with 4 uniform negatives, BPR with 1; "
              f"NBPO with 4 verified negatives and a rank-16 flip model. Seeds: {seeds}. Metrics @{K} on clean test positives, "
              "full ranking, train items excluded.  ",
-             f"Settings chosen on section 1's validation NDCG@{K} (seed 0): {json.dumps(tuning)} -> {json.dumps(cfg)}", ""]
+             f"Settings chosen by recfb.tune on section 1's clean validation NDCG@{K} (seed 0; trial -> value): "
+             f"{json.dumps(tuning)} -> {json.dumps(cfg)}", ""]
 
     print("[1] ml-100k natural noise", flush=True)
     res1 = run_protocol(ml100k_natural, seeds, cfg, epochs)

@@ -18,8 +18,8 @@ Sections, each from one run on the same seeded data:
 5. Sparse vs dense NDCG@20 on the 20,000-item matrix with a per-user 20% random holdout.
 6. Quality under strong generalisation (Liang et al. 2018) on the ml-1m pairs: 600 validation
    and 600 test users held out, 80/20 fold-in/target; EASE, EASE with dropout (EDLAE),
-   ItemKNN and implicit's ALS each tuned on the validation users (NDCG@100), then scored from
-   the test users' fold-in rows. ``--only quality-sg`` runs this section alone (~10 min).
+   ItemKNN and implicit's ALS each tuned on the validation users (NDCG@100, ``recfb.tune``), then
+   scored from the test users' fold-in rows. ``--only quality-sg`` runs this section alone (~10 min).
 
 Synthetic data is generated in memory (seeded) and handed to subprocesses through a
 temporary folder that is deleted at the end; nothing is written into the repository except
@@ -154,30 +154,32 @@ def ndcg_at(model, train, test, k=20, users=None) -> float:
 
 
 # ---------------------------------------------------------------------- strong generalisation
-SG_GRIDS = {
-    "EASE": [{"l2": v} for v in (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)],
-    "EASE + dropout (EDLAE)": [{"l2": l2, "dropout": p} for l2 in (10.0, 50.0, 200.0, 800.0)
-                               for p in (0.1, 0.25, 0.33, 0.5)],
-    "ItemKNN": [{"neighbors": n, "shrink": s} for n in (50, 100, 200, 500) for s in (0.0, 10.0, 100.0)],
-    "implicit ALS": [{"factors": f, "regularization": r, "alpha": a} for f in (64, 128, 256)
-                     for r in (0.1, 1.0, 10.0) for a in (1.0, 5.0)],
+# search spaces of recfb.tune (seeded TPE) and trial budgets: the ranges and sizes of the former
+# hand-written grids
+SG_SPACES = {
+    "EASE": ({"l2": ("float", 50.0, 3200.0, "log")}, 7),
+    "EASE + dropout (EDLAE)": ({"l2": ("float", 10.0, 800.0, "log"), "dropout": ("float", 0.1, 0.5)}, 16),
+    "ItemKNN": ({"neighbors": ("int", 50, 500, "log"), "shrink": ("float", 0.0, 100.0)}, 12),
+    "implicit ALS": ({"factors": ("int", 64, 256, "log"), "regularization": ("float", 0.1, 10.0, "log"),
+                      "alpha": ("float", 1.0, 5.0)}, 18),
 }
 
 
-def _sg_model(name, params):
+def _sg_model(name):
     from recfb.models import EASE, ImplicitALS, ItemKNN
 
     if name.startswith("EASE"):
-        return EASE(device="cpu", **params)
+        return EASE(device="cpu")
     if name == "ItemKNN":
-        return ItemKNN(**params)
-    return ImplicitALS(iterations=15, random_state=0, **params)
+        return ItemKNN()
+    return ImplicitALS(iterations=15, random_state=0)
 
 
 def strong_generalization_section(seed: int = 0, quick: bool = False) -> list[str]:
     """Section 6: tune each model on the validation users, report the test users."""
     import threadpoolctl
 
+    from recfb import tune
     from recfb.data.split import strong_generalization
     from recfb.datasets import load
     from recfb.evaluation import ranking_metrics
@@ -198,33 +200,34 @@ def strong_generalization_section(seed: int = 0, quick: bool = False) -> list[st
     ks = (20, 50, 100)
     metric = lambda m, fold, target: ranking_metrics(m, fold, target, k=ks, users=np.unique(target.tocoo().row),  # noqa: E731
                                                      recalculate_user=True)
-    grids = {k: v[:3] for k, v in SG_GRIDS.items()} if quick else SG_GRIDS
+    valid_users = np.unique(mats["valid_target"].tocoo().row)
+    protocol = tune.FullRanking(fold_in=mats["valid_fold_in"], users=valid_users)
     rows, tuning = [], {}
-    for name, grid in grids.items():
+    for name, (space, n_trials) in SG_SPACES.items():
+        n_trials = min(n_trials, 3) if quick else n_trials
         t0 = time.perf_counter()
-        scored = []
-        for params in grid:
-            with threadpoolctl.threadpool_limits(1, "blas") if name == "implicit ALS" else contextlib.nullcontext():
-                model = _sg_model(name, params).fit(train, show_progress=False)
-            scored.append((metric(model, mats["valid_fold_in"], mats["valid_target"])["ndcg@100"], params, model))
-        best_valid, best, model = max(scored, key=lambda t: t[0])
-        res = metric(model, mats["test_fold_in"], mats["test_target"])
+        with threadpoolctl.threadpool_limits(1, "blas") if name == "implicit ALS" else contextlib.nullcontext():
+            result = tune.search(_sg_model(name), train, mats["valid_target"], metric="ndcg@100", n_trials=n_trials,
+                                 space=space, protocol=protocol, seed=seed, show_progress=False)
+        best = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.best_params.items()}
+        res = metric(result.best_model, mats["test_fold_in"], mats["test_target"])
         tuning[name] = time.perf_counter() - t0
-        print(f"[6] {name}: best {best} (valid NDCG@100 {best_valid:.4f}); test "
+        print(f"[6] {name}: best {best} (valid NDCG@100 {result.best_value:.4f}); test "
               f"Recall@20 {res['calibrated_recall@20']:.4f} Recall@50 {res['calibrated_recall@50']:.4f} "
               f"NDCG@100 {res['ndcg@100']:.4f}", flush=True)
-        rows.append((name, best, best_valid, res, len(grid)))
+        rows.append((name, best, result.best_value, res, n_trials))
     n_target = mats["test_target"].nnz
     lines = [f"## 6. Strong generalisation on the ml-1m pairs ({data.n_users:,} users, {data.n_items:,} items, "
              f"{train.nnz + sum(m.nnz for m in mats.values()):,} pairs, seed {seed})", "",
              f"Liang et al. (WWW 2018) protocol: {len(split.valid_users)} validation and {len(split.test_users)} test "
              f"users held out (disjoint, absent from training); each held-out user's pairs split 80/20 into fold-in "
              f"and target ({n_target:,} test targets). Models are fitted on the {train.getnnz(axis=1).astype(bool).sum():,} "
-             "training users only, tuned by validation NDCG@100 over the grid shown, and score each test user from "
+             "training users only, tuned by validation NDCG@100 with `recfb.tune.search` (seeded TPE, the number of "
+             "trials shown), and score each test user from "
              "the fold-in row (`ranking_metrics(..., recalculate_user=True)`; ALS folds in by one least-squares "
              "step). Recall@k is Liang's `hits / min(k, |T|)` (`calibrated_recall@k`); the plain `hits / |T|` is in "
              "brackets. Fold-in items are excluded from the ranking.", "",
-             "| model | best parameters (grid size) | valid NDCG@100 | Recall@20 | Recall@50 | NDCG@100 | tuning s |",
+             "| model | best parameters (trials) | valid NDCG@100 | Recall@20 | Recall@50 | NDCG@100 | tuning s |",
              "|---|---|---|---|---|---|---|"]
     for name, best, v, res, n in rows:
         lines.append(f"| {name} | `{best}` ({n}) | {v:.4f} | {res['calibrated_recall@20']:.4f} ({res['recall@20']:.4f}) "

@@ -1,7 +1,7 @@
 """Embedding models on the shared loop vs implicit, in one run.
 
     .venv/bin/python benchmarks/embeddings.py speed      # BPR epoch time vs implicit (ML-1M-sized)
-    .venv/bin/python benchmarks/embeddings.py quality    # ml-1m pairs: tuned BPR vs implicit BPR, LightGCN, CML
+    .venv/bin/python benchmarks/embeddings.py quality    # ml-1m pairs: BPR and implicit BPR tuned by recfb.tune, LightGCN, CML
     .venv/bin/python benchmarks/embeddings.py scale      # 100,000 x 20,000, 10M interactions: one epoch, peak RSS
     add --quick for a short smoke run
 """
@@ -94,40 +94,48 @@ def quality(quick):
         r = ranking_metrics(model, fit_X, T, k=(10, 20))
         return r["ndcg@10"], r["ndcg@20"], r["recall@20"]
 
-    def tune(name, grid, make):
-        best = (float("nan"), grid[0]) if len(grid) == 1 else None  # one setting: nothing to tune
-        for params in (grid if len(grid) > 1 else []):
+    def tune(name, space, make, n_trials):
+        """recfb.tune.search on the validation split (NDCG@10, seeded TPE, pruned per epoch), then a
+        refit on train+valid with the chosen setting (and the best trial's epoch count when the
+        model validated every epoch); ``space=None``: one setting, nothing to tune."""
+        best, epochs_ = {}, {}
+        if space is not None:
             t0 = time.perf_counter()
-            m = make(**params).fit(X, show_progress=False)
-            v = ranking_metrics(m, X, V, k=10)["ndcg@10"]
-            print(f"  {name} {params}: valid ndcg@10 {v:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            if best is None or v > best[0]:
-                best = (v, params)
+            result = recfb.tune.search(make(), X, V, metric="ndcg@10", n_trials=n_trials, space=space, seed=0,
+                                       show_progress=False, refit=False)
+            best = result.best_params
+            best_epoch = result.study.best_trial.user_attrs.get("best_epoch")
+            if best_epoch is not None:
+                epochs_ = {"iterations": best_epoch}
+            states = [t.state.name for t in result.study.trials]
+            print(f"  {name}: {len(states)} trials ({states.count('PRUNED')} pruned), best valid ndcg@10 "
+                  f"{result.best_value:.4f} with {best} {epochs_} ({time.perf_counter() - t0:.0f} s)", flush=True)
         t0 = time.perf_counter()
-        final = make(**best[1]).fit(Xf, show_progress=False)  # refit on train+valid with the chosen setting
+        final = make(**best, **epochs_).fit(Xf, show_progress=False)  # refit on train+valid
         fit_s = time.perf_counter() - t0
         n10, n20, r20 = evaluate(final, Xf)
-        print(f"{name:<14} best {best[1]} -> test ndcg@10 {n10:.4f} ndcg@20 {n20:.4f} recall@20 {r20:.4f} "
+        print(f"{name:<14} best {best} -> test ndcg@10 {n10:.4f} ndcg@20 {n20:.4f} recall@20 {r20:.4f} "
               f"(fit {fit_s:.0f} s)", flush=True)
         return n10, n20
 
-    grid_bpr = [dict(learning_rate=lr, regularization=reg) for lr in (0.01, 0.05, 0.1) for reg in (0.001, 0.01)]
-    grid_bpr = grid_bpr[:1] if quick else grid_bpr
+    # the space of the former 3 x 2 grid (lr 0.01..0.1, reg 0.001..0.01), the same budget of 6 trials
+    space_bpr = {"learning_rate": ("float", 0.01, 0.1, "log"), "regularization": ("float", 1e-3, 1e-2, "log")}
+    n_trials = 2 if quick else 6
     epochs = it or 60
     res = {}
-    res["implicit BPR"] = tune("implicit BPR", grid_bpr, lambda **p: ImplicitBPR(factors=64, iterations=epochs, **p))
-    res["recfb BPR"] = tune("recfb BPR", grid_bpr, lambda **p: BPR(factors=64, iterations=epochs, optimizer="fused_sgd",
-                                                                   device="cpu", **p))
+    res["implicit BPR"] = tune("implicit BPR", space_bpr,
+                               lambda **p: ImplicitBPR(**{"factors": 64, "iterations": epochs, **p}), n_trials)
+    res["recfb BPR"] = tune("recfb BPR", space_bpr,
+                            lambda **p: BPR(**{"factors": 64, "iterations": epochs, "optimizer": "fused_sgd",
+                                               "device": "cpu", **p}), n_trials)
     # LightGCN costs ~17 min per fit here (full-graph propagation per step on 2 busy cores), so it
     # gets one setting, the best of a first run's validation (lr 0.01, reg 1e-4: valid ndcg@10 0.1487)
-    grid_lgcn = [dict(learning_rate=0.01, regularization=1e-4)]
-    res["LightGCN"] = tune("LightGCN", grid_lgcn[:1] if quick else grid_lgcn,
+    res["LightGCN"] = tune("LightGCN", None,
                            lambda **p: LightGCN(factors=64, num_layers=3, iterations=it or 40, batch_size=16384,
-                                                device="cpu", **p))
-    grid_cml = [dict(learning_rate=0.005, margin=0.5)]
-    res["CML"] = tune("CML", grid_cml[:1] if quick else grid_cml,
+                                                device="cpu", learning_rate=0.01, regularization=1e-4), 0)
+    res["CML"] = tune("CML", None,
                       lambda **p: CML(factors=64, iterations=it or 40, batch_size=16384, num_negatives=10, device="cpu",
-                                      **p))
+                                      learning_rate=0.005, margin=0.5), 0)
     print("summary (test ndcg@10, ndcg@20): " + json.dumps({k: [round(a, 4), round(b, 4)] for k, (a, b) in res.items()}))
 
 
