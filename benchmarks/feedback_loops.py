@@ -130,6 +130,13 @@ def markdown(report) -> list[str]:
     return lines
 
 
+def _plot(curves, folder, wname):
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    slug = wname.split()[0].replace("-", "_")
+    plot_histories(curves, Path(folder) / f"feedback_loops_{slug}.png",
+                   metrics=("true_dcg", "exposure_gini", "log_gini", "top1pct_share"))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 3 rounds, 5 epochs, synthetic world only")
@@ -148,6 +155,11 @@ def main():
         for path in args.from_json:
             report.update(json.loads(Path(path).read_text()))
         print("\n".join(markdown(report)))
+        if args.plots:
+            import pandas as pd
+            for wname, configs in report.items():
+                curves = {c: [pd.DataFrame(h) for h in v["histories"]] for c, v in configs.items()}
+                _plot(curves, args.plots, wname)
         return
     if args.quick:
         args.seeds, args.rounds, args.epochs, args.worlds = 1, 3, 5, ["synthetic"]
@@ -185,10 +197,7 @@ def main():
                   f"{d['last'][0]:.4f} +- {d['last'][1]:.4f}, mean {d['mean'][0]:.4f}  "
                   f"({np.mean(secs):.0f} s/loop)", flush=True)
         if args.plots:
-            Path(args.plots).mkdir(parents=True, exist_ok=True)
-            slug = wname.split()[0].replace("-", "_")
-            plot_histories(curves, Path(args.plots) / f"feedback_loops_{slug}.png",
-                           metrics=("true_dcg", "exposure_gini", "log_gini", "top1pct_share"))
+            _plot(curves, args.plots, wname)
     print("\n".join(markdown(report)))
     print(f"total {time.perf_counter() - t_all:.0f}s", flush=True)
     if args.json:

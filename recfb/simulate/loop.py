@@ -393,6 +393,7 @@ def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "cov
     matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
     metrics = list(metrics)
     cols = min(2, len(metrics))
     n_rows = int(np.ceil(len(metrics) / cols))
@@ -413,6 +414,7 @@ def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "cov
     for ax, metric in zip(axes, metrics):
         ax.set_title(metric)
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     for ax in axes[len(metrics):]:
         ax.set_visible(False)
