@@ -34,7 +34,8 @@ result = tune.search(model, train.matrix, valid.matrix, metric="ndcg@10", n_tria
                      storage=args.storage, study_name="example-bpr" if args.storage else None)
 print("best parameters:", result.best_params)
 print(f"valid ndcg@10: {result.best_value:.4f}")
-print(result.best_trials(5)[["number", "value", "state"] + [c for c in result.trials if c.startswith("params_")]])
+columns = ["number", "value", "state"] + [c for c in result.trials if c.startswith("params_")]
+print(result.best_trials(5)[columns].to_string(index=False))
 
 default = BPR(iterations=30, device="cpu").fit(train.matrix, valid_items=valid.matrix, show_progress=False)
 seen = concatenate([train, valid]).matrix  # excluded from the test ranking
