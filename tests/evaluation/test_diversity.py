@@ -5,24 +5,10 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_ranking_metrics import FixedScores  # the fixed-score model of the ranking tests
 
 from recfb.evaluation import diversity_metrics, gini, ranking_metrics
-from recfb.models.base import Recommender
 from recfb.utils.errors import DataError
-
-
-class FixedScores(Recommender):
-    def __init__(self, scores=None):
-        self.scores = scores
-
-    __repr__ = object.__repr__
-
-    def fit(self, user_items, show_progress=False):
-        self.n_users_, self.n_items_ = self.scores.shape
-        return self
-
-    def _score(self, userids, user_items):
-        return self.scores[userids]
 
 
 def _data(seed=0, n_users=40, n_items=30, k=6):
