@@ -7,12 +7,13 @@ Semi-synthetic (Saito et al., WSDM 2020): ML-100K ratings completed by a low-ran
 on the observed entries only; relevance gamma from the completed ratings, exposure
 theta_i = (n_i / max n) ** power; clicks = exposure x relevance, split 80/20 into train and a
 validation log. Every method is tuned on seed 0 by IPS-DCG@5 (true propensities, ip_cap 100) on
-the validation log over the same number of candidates: L2 (--grid) x (epochs, lr) in EPOCHS x
-the negative weight (pointwise) or number of negatives (pairwise); figures are the true DCG@5 (gains = gamma, full ranking,
+the validation log with recfb.tune.search and the same number of trials (--trials): L2
+(--reg-range), Adam's learning rate, and the negative weight (pointwise) or number of negatives
+(pairwise), the epochs by per-epoch validation; figures are the true DCG@5 (gains = gamma, full ranking,
 train clicks excluded), mean and std over seeds (each seed draws a new click log and a new
 initialisation). Coat: clicks = MNAR train ratings >= 4, MAR test relevant = rating >= 4,
 popularity propensities (eta 0.5), tuned on a held-out 20% of the train clicks by IPS-DCG@5
-(same grid).
+(same search).
 """
 from __future__ import annotations
 
@@ -24,18 +25,25 @@ import sys
 import time
 
 import numpy as np
+import optuna
 import scipy.sparse as sp
 import torch
 
 import recfb
 from recfb.datasets import load
 from recfb.debias import complete_ratings, make_semi_synthetic, popularity_propensity
-from recfb.evaluation import ips_ranking_metrics, mar_ranking_metrics, popularity_buckets, true_relevance_metrics
+from recfb.evaluation import mar_ranking_metrics, popularity_buckets, true_relevance_metrics
 from recfb.models import EASE, MF, MostPopular
 
-GRID = (0.03, 0.3)  # L2 candidates tuned on the validation log; --grid changes it
-EPOCHS = ((15, 0.01), (40, 0.01))  # (epochs, Adam learning rate) candidates
-NEG_WEIGHTS = (1.0, 4.0, "all")  # pointwise losses: weight of each sampled negative (RelMF's negative_weight)
+# recfb.tune search space of every method (seeded TPE; --trials trials each, the size of the former
+# 2 x 2 x 3 grid): L2, Adam's learning rate and, for pointwise losses, the weight of each sampled
+# negative (RelMF's negative_weight) or, for pairwise ones, the number of negatives. The epochs are
+# chosen by per-epoch validation (the best trial's best epoch is used for every seed).
+REG_RANGE = (0.01, 1.0)  # --reg-range changes it
+LR_RANGE = (0.003, 0.03)
+NEG_WEIGHTS = [1.0, 4.0, "all"]
+NUM_NEGATIVES = [1, 4, 16]
+MAX_EPOCHS = 40
 
 
 class OracleScores(recfb.models.Recommender):
@@ -64,45 +72,62 @@ def naive_imputation(X, seed):
 
 
 def methods(theta, quick):
-    """name -> (builder(cfg, seed, X), grid of cfg). ``theta``: propensities for the unbiased
-    losses. A cfg is (L2, (epochs, lr), negative weight) for pointwise losses and (L2, (epochs,
-    lr), num_negatives) for pairwise ones; every method gets the same number of candidates."""
-    epochs = ((8, 0.01),) if quick else EPOCHS
+    """name -> (builder(cfg, seed, X, imputation) -> MF, pairwise). ``theta``: propensities for the
+    unbiased losses. A cfg is {"regularization", "learning_rate", "iterations", "third"}: the
+    third is the negative weight (pointwise losses) or num_negatives (pairwise ones)."""
     ones = np.ones_like(np.asarray(theta, np.float64))
 
-    def mf(make_loss, pairwise=False):
-        def build(cfg, seed, X):
-            reg, (it, lr), third = cfg
-            loss = make_loss(third, X, seed)
-            return MF(regularization=reg, random_state=seed, factors=32, iterations=it, batch_size=2048,
-                      learning_rate=lr, device="cpu", num_negatives=third if pairwise else 4, loss=loss)
-        thirds = (1, 4, 16) if pairwise else NEG_WEIGHTS
-        return build, [(r, e, t) for r in GRID for e in epochs for t in (thirds[1:2] if quick else thirds)]
+    def mf(make_loss, pairwise=False, imputed=False):
+        def build(cfg, seed, X, imputation=None):
+            if imputed and imputation is None:
+                imputation = naive_imputation(X, seed)
+            loss = make_loss(cfg["third"], imputation)
+            return MF(regularization=cfg["regularization"], random_state=seed, factors=32,
+                      iterations=cfg["iterations"], batch_size=2048, learning_rate=cfg["learning_rate"], device="cpu",
+                      num_negatives=cfg["third"] if pairwise else 4, loss=loss)
+        return build, pairwise, imputed
 
     L = recfb.losses
     return {
-        "MF-BCE (naive)": mf(lambda nw, X, s: L.RelMF(ones, negative_weight=nw)),
-        "MF-BPR (naive)": mf(lambda n, X, s: "bpr", pairwise=True),
-        "Rel-MF clip 0.01": mf(lambda nw, X, s: L.RelMF(theta, clip=0.01, negative_weight=nw)),
-        "Rel-MF clip 0.1": mf(lambda nw, X, s: L.RelMF(theta, clip=0.1, negative_weight=nw)),
-        "Rel-MF clip 0.3": mf(lambda nw, X, s: L.RelMF(theta, clip=0.3, negative_weight=nw)),
-        "UBPR clip 0.1 (nn)": mf(lambda n, X, s: L.UBPR(theta, clip=0.1, nonnegative=True), pairwise=True),
-        "DR Rel-MF clip 0.1 (naive-MF imputed)": mf(lambda nw, X, s: L.DRRelMF(
-            theta, clip=0.1, negative_weight=nw, imputation=naive_imputation(X, s))),
-        "DR Rel-MF clip 0.3 (naive-MF imputed)": mf(lambda nw, X, s: L.DRRelMF(
-            theta, clip=0.3, negative_weight=nw, imputation=naive_imputation(X, s))),
+        "MF-BCE (naive)": mf(lambda nw, imp: L.RelMF(ones, negative_weight=nw)),
+        "MF-BPR (naive)": mf(lambda n, imp: "bpr", pairwise=True),
+        "Rel-MF clip 0.01": mf(lambda nw, imp: L.RelMF(theta, clip=0.01, negative_weight=nw)),
+        "Rel-MF clip 0.1": mf(lambda nw, imp: L.RelMF(theta, clip=0.1, negative_weight=nw)),
+        "Rel-MF clip 0.3": mf(lambda nw, imp: L.RelMF(theta, clip=0.3, negative_weight=nw)),
+        "UBPR clip 0.1 (nn)": mf(lambda n, imp: L.UBPR(theta, clip=0.1, nonnegative=True), pairwise=True),
+        "DR Rel-MF clip 0.1 (naive-MF imputed)": mf(lambda nw, imp: L.DRRelMF(
+            theta, clip=0.1, negative_weight=nw, imputation=imp), imputed=True),
+        "DR Rel-MF clip 0.3 (naive-MF imputed)": mf(lambda nw, imp: L.DRRelMF(
+            theta, clip=0.3, negative_weight=nw, imputation=imp), imputed=True),
     }
 
 
-def tune(build, grid, X, valid, theta):
-    """The grid point with the best IPS-DCG@5 (ip_cap 100) on the validation log, seed 0."""
-    best = None
-    for cfg in grid:
-        m = build(cfg, 0, X).fit(X, show_progress=False)
-        v = ips_ranking_metrics(m, X, valid, theta, k=5, ip_cap=100)["ips_dcg@5"]
-        if best is None or v > best[0]:
-            best = (v, cfg)
-    return best[1]
+def tune(method, X, valid, theta, quick, n_trials):
+    """``recfb.tune.search`` by IPS-DCG@5 (ip_cap 100) on the validation log, seed 0; returns the
+    cfg with the best trial's best epoch as ``iterations``."""
+    build, pairwise, imputed = method
+    imputation = naive_imputation(X, 0) if imputed else None
+    max_epochs = 8 if quick else MAX_EPOCHS
+
+    def cfg_of(trial):
+        return {"regularization": trial.suggest_float("regularization", *REG_RANGE, log=True),
+                "learning_rate": trial.suggest_float("learning_rate", *LR_RANGE, log=True),
+                "iterations": max_epochs,
+                "third": trial.suggest_categorical("third", NUM_NEGATIVES if pairwise else NEG_WEIGHTS)}
+
+    def space(trial):
+        m = build(cfg_of(trial), 0, X, imputation)
+        return {p: getattr(m, p) for p in ("regularization", "learning_rate", "num_negatives", "loss")}
+
+    base = build(cfg_of(optuna.trial.FixedTrial({"regularization": 0.1, "learning_rate": 0.01, "third": 4})), 0, X,
+                 imputation)
+    result = recfb.tune.search(base, X, valid, metric="ips_dcg@5", protocol=recfb.tune.IPS(theta, ip_cap=100),
+                               space=space, n_trials=1 if quick else n_trials, seed=0, show_progress=False,
+                               refit=False)
+    best = result.study.best_trial
+    cfg = cfg_of(optuna.trial.FixedTrial(best.params))
+    cfg["iterations"] = int(best.user_attrs.get("best_epoch", max_epochs))
+    return cfg
 
 
 def semi_synthetic(args):
@@ -122,10 +147,11 @@ def semi_synthetic(args):
     table["Popularity"] = [evaluate(MostPopular().fit(w.train), w) for w in worlds]
     table["Oracle (true gamma)"] = [evaluate(OracleScores(w.relevance_prob).fit(w.train), w) for w in worlds]
     tuned = {}
-    for name, (build, grid) in methods(theta_items, args.quick).items():
+    for name, method in methods(theta_items, args.quick).items():
         t0 = time.perf_counter()
-        cfg = tune(build, grid, w0.train, w0.valid, theta_items)
+        cfg = tune(method, w0.train, w0.valid, theta_items, args.quick, args.trials)
         tuned[name] = repr(cfg)
+        build = method[0]
         table[name] = [evaluate(build(cfg, s, w.train).fit(w.train, show_progress=False), w)
                        for s, w in enumerate(worlds)]
         print(f"  {name:38s} {cfg}  true DCG@5 {np.mean(table[name]):.4f} +- {np.std(table[name]):.4f} "
@@ -165,29 +191,29 @@ def coat(args):
               f"rare(saito) {r['saito/rare_dcg'][0]:.4f}", flush=True)
 
     run("Popularity", lambda s: MostPopular())
-    best_l2 = None
-    for l2 in (1.0, 10.0, 100.0):
-        ease = EASE(l2=l2).fit(fit_part, show_progress=False)
-        v = ips_ranking_metrics(ease, fit_part, valid, theta, k=5, ip_cap=100)["ips_dcg@5"]
-        best_l2 = max(best_l2 or (v, l2), (v, l2))
-    run("EASE", lambda s: EASE(l2=best_l2[1]))
-    for name, (build, grid) in methods(theta, args.quick).items():
-        cfg = tune(build, grid, fit_part, valid, theta)
+    ease = recfb.tune.search(EASE(), fit_part, valid, metric="ips_dcg@5", protocol=recfb.tune.IPS(theta, ip_cap=100),
+                             space={"l2": ("float", 1.0, 100.0, "log")}, n_trials=1 if args.quick else 3, seed=0,
+                             show_progress=False, refit=False)
+    run("EASE", lambda s: EASE(**ease.best_params))
+    for name, method in methods(theta, args.quick).items():
+        cfg = tune(method, fit_part, valid, theta, args.quick, args.trials)
         print(f"  {name:38s} tuned {cfg}", flush=True)
-        run(name, lambda s, b=build, c=cfg: b(c, s, clicks))
+        run(name, lambda s, b=method[0], c=cfg: b(c, s, clicks))
     return results
 
 
 def main():
+    global REG_RANGE
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="1 seed, short training, no tuning (smoke run)")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--power", type=float, default=1.0, help="popularity power law of semi-synthetic exposure")
     p.add_argument("--json", default=None, help="write all figures here")
-    p.add_argument("--grid", type=float, nargs="+", default=[0.03, 0.3], help="L2 strengths to tune over")
+    p.add_argument("--reg-range", type=float, nargs=2, default=list(REG_RANGE), metavar=("LOW", "HIGH"),
+                   help="L2 range of the search (log scale)")
+    p.add_argument("--trials", type=int, default=12, help="recfb.tune trials per method")
     args = p.parse_args()
-    global GRID
-    GRID = tuple(args.grid)
+    REG_RANGE = tuple(args.reg_range)
     if args.quick:
         args.seeds = 1
     torch.set_num_threads(int(os.environ.get("RECFB_BENCH_THREADS", "2")))
