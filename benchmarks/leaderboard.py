@@ -458,7 +458,11 @@ def main(argv=None) -> int:
                 row, lists = run_row(key, python, train_path, Path(tmp) / name, args.threads,
                                      args.timeout_per_model, args.verbose)
                 if lists is not None:
-                    check_lists(lists[0], train, key)
+                    try:
+                        check_lists(lists[0], train, key)
+                    except ValueError as exc:  # a runner bug: report the row, keep the others
+                        row.status, row.reason, lists = "failed", f"invalid top lists: {exc}", None
+                if lists is not None:
                     row.metrics = evaluate(TopLists(*lists), train, test)
                     print(f"  {key:<18} ndcg@10 {row.metrics['ndcg@10']:.4f}  recall@10 "
                           f"{row.metrics['recall@10']:.4f}  fit {row.fit_seconds:9.2f} s")
