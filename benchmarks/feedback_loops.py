@@ -196,13 +196,12 @@ def main():
                   f"{summ['log_gini']['last'][0]:.3f}  true DCG@10 last "
                   f"{d['last'][0]:.4f} +- {d['last'][1]:.4f}, mean {d['mean'][0]:.4f}  "
                   f"({np.mean(secs):.0f} s/loop)", flush=True)
+            if args.json:  # after every configuration, so an interrupted run keeps what it measured
+                Path(args.json).write_text(json.dumps(report, indent=1, default=float))
         if args.plots:
             _plot(curves, args.plots, wname)
     print("\n".join(markdown(report)))
     print(f"total {time.perf_counter() - t_all:.0f}s", flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1, default=float)
 
 
 if __name__ == "__main__":
