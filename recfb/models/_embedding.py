@@ -10,6 +10,7 @@ from recfb.losses import Objective
 from recfb.models.base import Recommender
 from recfb.sampling import AllPositives, make_negative_sampler
 from recfb.train import TrainConfig, Trainer
+from recfb.train.loop import fused_problems
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
 from recfb.utils.validation import check_csr, check_positive_int
@@ -29,12 +30,17 @@ class EmbeddingRecommender(Recommender):
     # ------------------------------------------------------------------ fit
     def _check_common(self):
         check_positive_int(self.factors, "factors")
-        check_positive_int(self.iterations, "iterations")
+        if self.iterations is not None:
+            check_positive_int(self.iterations, "iterations")
         check_positive_int(self.batch_size, "batch_size")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate == {self.learning_rate!r}, must be > 0.")
-        if not (isinstance(self.regularization, (int, float)) and self.regularization >= 0):
-            raise ValueError(f"regularization == {self.regularization!r}, must be >= 0.")
+        if self.learning_rate is not None and not (isinstance(self.learning_rate, (int, float))
+                                                   and not isinstance(self.learning_rate, bool)
+                                                   and np.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate == {self.learning_rate!r}, must be None (derived) or a finite number > 0.")
+        if self.regularization is not None and not (isinstance(self.regularization, (int, float))
+                                                    and not isinstance(self.regularization, bool)
+                                                    and np.isfinite(self.regularization) and self.regularization >= 0):
+            raise ValueError(f"regularization == {self.regularization!r}, must be None (derived) or a finite number >= 0.")
         from recfb.denoise import Denoiser
         denoise = getattr(self, "denoise", None)
         if denoise is not None and not isinstance(denoise, Denoiser):
@@ -79,24 +85,28 @@ class EmbeddingRecommender(Recommender):
         if valid_items is not None:
             valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
         self.device_ = resolve_device(self.device)
+        objective, positives = self._objective(X), self._positive_sampler()
+        denoiser = getattr(self, "denoise", None)
+        self.optimizer_ = self._resolve_optimizer(objective, denoiser, positives)
+        self._resolve_settings(X)
         seed = 0 if self.random_state is None else int(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         # modules' default initialisers draw from the global RNG: seed it for them, and give the
         # caller's state back afterwards
         with seeded_rng(seed, "cpu"):
             scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
-        config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                             optimizer=self.optimizer, lr_schedule=getattr(self, "lr_schedule", None),
-                             num_negatives=getattr(self, "num_negatives", 1), patience=getattr(self, "patience", None),
+        config = TrainConfig(epochs=self.iterations_, batch_size=self.batch_size, learning_rate=self.learning_rate_,
+                             optimizer=self.optimizer_, lr_schedule=self.lr_schedule_,
+                             num_negatives=self.num_negatives_, patience=getattr(self, "patience", None),
                              seed=self.random_state, show_progress=show_progress,
                              checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
                              num_threads=getattr(self, "num_threads", 0), time_limit=time_limit)
         validate = None
         if valid_items is not None:
             validate = self._make_validator(X, valid_items, valid_metric)
-        trainer = Trainer(scorer, self._objective(X), make_negative_sampler(getattr(self, "negatives", "uniform")),
-                          self._positive_sampler(), config, self.device_, weights=sample_weight,
-                          denoiser=getattr(self, "denoise", None), validate=validate, callbacks=callbacks)
+        trainer = Trainer(scorer, objective, make_negative_sampler(getattr(self, "negatives", "uniform")),
+                          positives, config, self.device_, weights=sample_weight,
+                          denoiser=denoiser, validate=validate, callbacks=callbacks)
         trainer.fit(X)
         self.scorer_ = scorer
         self.history_ = trainer.history
@@ -104,6 +114,35 @@ class EmbeddingRecommender(Recommender):
         self.stopped_by_ = trainer.stopped_by
         self._export(scorer)
         return self
+
+    #: whether the scorer has the compiled per-sample SGD kernel (MF does)
+    fused_kernel = False
+
+    def _resolve_optimizer(self, objective, denoiser, positives) -> str:
+        """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
+        BCE objective, no denoiser, CPU), Adam everywhere else; any other name as given."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        usable = not fused_problems(self.fused_kernel, objective, denoiser, positives, self.device_)
+        return "fused_sgd" if usable else "adam"
+
+    def _resolve_settings(self, X) -> None:
+        """The settings training uses, as fitted attributes: ``iterations_``, ``learning_rate_``,
+        ``regularization_``, ``num_negatives_``, ``lr_schedule_``. A parameter left at None (or ``"auto"`` for the
+        schedule) is derived from the data and the chosen optimizer by :meth:`_auto_settings`;
+        an explicit value is used as given."""
+        auto = self._auto_settings(X, self.optimizer_)
+        for name in ("iterations", "learning_rate", "regularization"):
+            value = getattr(self, name)
+            setattr(self, name + "_", auto[name] if value is None else value)
+        negatives = getattr(self, "num_negatives", 1)
+        self.num_negatives_ = auto.get("num_negatives", 1) if negatives is None else negatives
+        schedule = getattr(self, "lr_schedule", None)
+        self.lr_schedule_ = auto["lr_schedule"] if schedule == "auto" else schedule
+        check_positive_int(self.iterations_, "iterations")
+
+    def _auto_settings(self, X, optimizer: str) -> dict:  # pragma: no cover - every model defines it
+        raise NotImplementedError
 
     def _positive_sampler(self):
         denoise = getattr(self, "denoise", None)
@@ -137,11 +176,7 @@ class EmbeddingRecommender(Recommender):
     # ------------------------------------------------------------------ scoring
     def _score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
         if self.metric == "l2":
-            # -||u - v||^2 = 2 u.v - ||v||^2 - ||u||^2 (the last term does not change a user's ranking,
-            # but is kept so scores are true negative squared distances)
-            sq_items = np.einsum("ij,ij->i", self.item_factors, self.item_factors)
-            sq_users = np.einsum("ij,ij->i", user_vectors, user_vectors)
-            return 2 * user_vectors @ self.item_factors.T - sq_items[None, :] - sq_users[:, None]
+            return _neg_sqdist(user_vectors, self.item_factors)
         return user_vectors @ self.item_factors.T
 
     def _score(self, userids, user_items):
@@ -151,9 +186,7 @@ class EmbeddingRecommender(Recommender):
 
     def _similar_scores(self, itemids):
         if self.metric == "l2":
-            v = self.item_factors
-            sq = np.einsum("ij,ij->i", v, v)
-            return 2 * v[itemids] @ v.T - sq[None, :] - sq[itemids][:, None]
+            return _neg_sqdist(self.item_factors[itemids], self.item_factors)
         return super()._similar_scores(itemids)
 
     def recalculate_user(self, userid, user_items, steps: int = 50, learning_rate: float = 0.05) -> np.ndarray:
@@ -179,7 +212,7 @@ class EmbeddingRecommender(Recommender):
             pos = torch.where(Y, s, torch.full_like(s, float("nan")))
             # pairwise BPR between every positive and every negative of the row, averaged
             pos_mean = torch.nanmean(pos, dim=1, keepdim=True)
-            loss = -torch.nn.functional.logsigmoid(pos_mean - s)[~Y].mean() + self.regularization * U.pow(2).mean()
+            loss = -torch.nn.functional.logsigmoid(pos_mean - s)[~Y].mean() + self.regularization_ * U.pow(2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -195,3 +228,12 @@ class EmbeddingRecommender(Recommender):
     def _set_state(self, arrays):
         self.user_factors = arrays["user_factors"]
         self.item_factors = arrays["item_factors"]
+
+
+def _neg_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``-||a_r - b_c||^2`` (rows x rows of b) as float32. Expanded as ``2 a.b - ||a||^2 - ||b||^2``
+    in float64: in float32 the expansion cancels near zero distance, so one user's scores and
+    the same user's scores in a batch could differ in their leading digits."""
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = 2 * (a64 @ b64.T) - np.einsum("ij,ij->i", b64, b64)[None, :] - np.einsum("ij,ij->i", a64, a64)[:, None]
+    return np.minimum(d, 0.0).astype(np.float32)

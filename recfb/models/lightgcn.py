@@ -118,9 +118,9 @@ class LightGCN(EmbeddingRecommender):
                     "regularization": ("float", 1e-6, 0.01, "log"), "num_layers": ("int", 1, 4),
                     "num_negatives": ("int", 1, 8, "log")}
 
-    def __init__(self, *, factors: int = 64, learning_rate: float = 0.001, regularization: float = 1e-4,
-                 iterations: int = 100, batch_size: int = 8192, num_layers: int = 3, loss="bpr",
-                 num_negatives: int = 1, negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,
+    def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
+                 iterations: int | None = None, batch_size: int = 65536, num_layers: int = 3, loss="bpr",
+                 num_negatives: int = 1, negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None,
                  denoise=None, random_state=0, device="auto"):
         self.factors = factors
         self.learning_rate = learning_rate
@@ -143,7 +143,15 @@ class LightGCN(EmbeddingRecommender):
 
     def _build_scorer(self, n_users, n_items, generator, X):
         check_positive_int(self.num_layers, "num_layers", minimum=0)
-        if self.optimizer == "sparse_adam":
+        if self.optimizer_ == "sparse_adam":
             raise ValueError("LightGCN propagates the whole embedding table each step; use optimizer='adam'.")
         return LightGCNScorer(n_users, n_items, self.factors, generator, normalized_adjacency(X),
-                              num_layers=self.num_layers, regularization=self.regularization)
+                              num_layers=self.num_layers, regularization=self.regularization_)
+
+    def _auto_settings(self, X, optimizer):
+        """Adam at 0.01 (constant), L2 1e-4, ``clip(2e7 / nnz, 30, 200)`` epochs: with the
+        default batch of 65,536 pairs, a few hundred optimiser steps, each one propagation of
+        the whole graph (the cost of a step on CPU)."""
+        nnz = max(int(X.nnz), 1)
+        return {"iterations": int(np.clip(round(2e7 / nnz), 30, 200)), "learning_rate": 0.01,
+                "regularization": 1e-4, "lr_schedule": None}

@@ -130,9 +130,9 @@ class MF(EmbeddingRecommender):
                     "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log"),
                     "loss": ("categorical", ["bpr", "bce"])}
 
-    def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 1e-4,
-                 iterations: int = 100, batch_size: int = 8192, loss="bpr", num_negatives: int = 1,
-                 negatives="uniform", optimizer: str = "adam", lr_schedule=None, patience=None,
+    def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
+                 iterations: int | None = None, batch_size: int = 8192, loss="bpr", num_negatives: int | None = None,
+                 negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None,
                  biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0,
                  propensity="popularity", eta: float = 0.5, clip=None):
         self.factors = factors
@@ -189,10 +189,37 @@ class MF(EmbeddingRecommender):
 
     def _build_scorer(self, n_users, n_items, generator, X):
         return MFScorer(n_users, n_items, self.factors, generator, biases=self.biases,
-                        sparse=self.optimizer == "sparse_adam", regularization=self.regularization)
+                        sparse=self.optimizer_ == "sparse_adam", regularization=self.regularization_)
+
+    fused_kernel = True
+
+    def _auto_settings(self, X, optimizer):
+        settings = mf_auto_settings(X.nnz, optimizer)
+        # pointwise losses learn "not clicked" from the sampled negatives: 4 per positive
+        settings["num_negatives"] = 4 if getattr(self.loss, "name", self.loss) in _POINTWISE else 1
+        return settings
+
+
+def mf_auto_settings(nnz: int, optimizer: str) -> dict:
+    """The data-derived defaults of MF/BPR (chosen by ``benchmarks/defaults.py``; RESULTS.md).
+
+    Per-sample SGD (the fused kernel): learning rate 0.05 with a cosine decay; epochs
+    ``clip(4e7 / nnz, 30, 200)`` (a budget of about 40M sample updates: small logs need more
+    passes, large ones fewer); L2 ``clip(0.03 * sqrt(1e5 / nnz), 0.01, 0.03)`` (sparser, smaller
+    logs want more). Adam (the autograd path: unbiased objectives, denoisers, GPU): learning rate
+    0.01, constant, L2 0.03, epochs ``clip(1e7 / nnz, 20, 100)``.
+    """
+    nnz = max(int(nnz), 1)
+    if optimizer == "fused_sgd":
+        return {"iterations": int(np.clip(round(4e7 / nnz), 30, 200)), "learning_rate": 0.05,
+                "regularization": round(float(np.clip(0.03 * np.sqrt(1e5 / nnz), 0.01, 0.03)), 4),
+                "lr_schedule": "cosine"}
+    return {"iterations": int(np.clip(round(1e7 / nnz), 20, 100)), "learning_rate": 0.01, "regularization": 0.03,
+            "lr_schedule": None}
 
 
 _UNBIASED = ("relmf", "ubpr", "relmf_dr")
+_POINTWISE = ("bce", "relmf", "relmf_dr")
 _ARRAY_MARK = "<array stored with the model>"
 
 
@@ -202,9 +229,9 @@ class BPR(MF):
     search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
                     "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log")}
 
-    def __init__(self, *, factors: int = 64, learning_rate: float = 0.01, regularization: float = 1e-4,
-                 iterations: int = 100, batch_size: int = 8192, num_negatives: int = 1, negatives="uniform",
-                 optimizer: str = "adam", lr_schedule=None, patience=None, biases: bool = False, denoise=None,
+    def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
+                 iterations: int | None = None, batch_size: int = 8192, num_negatives: int | None = None,
+                 negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None, biases: bool = False, denoise=None,
                  random_state=0, device="auto", num_threads: int = 0):
         super().__init__(factors=factors, learning_rate=learning_rate, regularization=regularization,
                          iterations=iterations, batch_size=batch_size, loss="bpr", num_negatives=num_negatives,

@@ -394,21 +394,32 @@ class Trainer(EpochLoop):
         return float(total), idx_all.numel()
 
     def _check_fused(self):
-        from recfb.sampling import AllPositives
-        problems = []
-        if not hasattr(self.scorer, "fused_epoch"):
-            problems.append(f"{type(self.scorer).__name__} has no fused kernel (MF has)")
-        if getattr(self.objective, "name", None) not in ("bpr", "bce"):
-            problems.append(f"the objective is {getattr(self.objective, 'name', self.objective)!r}, not 'bpr' or 'bce'")
-        if self.denoiser is not None:
-            problems.append("a denoiser needs per-batch losses")
-        if type(self.positives) is not AllPositives:
-            problems.append("a resampling positive sampler needs per-batch losses")
-        if self.device.type != "cpu":
-            problems.append("the fused kernel runs on CPU")
+        problems = fused_problems(hasattr(self.scorer, "fused_epoch"), self.objective, self.denoiser, self.positives,
+                                  self.device, type(self.scorer).__name__)
         if problems:
             raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
-                             + ". Use optimizer='adam'.")
+                             + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
+
+
+def fused_problems(has_kernel: bool, objective, denoiser, positives, device, model_name: str = "this model") -> list:
+    """Why the compiled per-sample SGD kernel cannot train this combination (empty: it can).
+
+    ``optimizer="auto"`` takes the kernel exactly when this list is empty, and
+    ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
+    from recfb.losses.objectives import BCE, BPR
+    from recfb.sampling import AllPositives
+    problems = []
+    if not has_kernel:
+        problems.append(f"{model_name} has no fused kernel (MF has)")
+    if type(objective) not in (BPR, BCE):
+        problems.append(f"the objective is {getattr(objective, 'name', objective)!r}, not 'bpr' or 'bce'")
+    if denoiser is not None:
+        problems.append("a denoiser needs per-batch losses")
+    if type(positives) is not AllPositives:
+        problems.append("a resampling positive sampler needs per-batch losses")
+    if torch.device(device).type != "cpu":
+        problems.append("the fused kernel runs on CPU")
+    return problems
 
 
 def write_checkpoint(path, fingerprint: str, payload: dict) -> None:

@@ -11,13 +11,26 @@ FAST = dict(factors=8, batch_size=256, random_state=0, device="cpu")
 
 
 class TestBPR(RecommenderContract):
+    """optimizer="auto" -> the fused kernel; one thread so that the determinism check applies
+    (Hogwild threads race, as in implicit)."""
     def make_model(self):
-        return BPR(iterations=40, learning_rate=0.05, **FAST)
+        return BPR(iterations=40, num_threads=1, **FAST)
+
+
+class TestBPRAdam(RecommenderContract):
+    def make_model(self):
+        return BPR(iterations=40, learning_rate=0.05, optimizer="adam", **FAST)
 
 
 class TestMFBCE(RecommenderContract):
     def make_model(self):
-        return MF(loss="bce", iterations=40, learning_rate=0.05, num_negatives=4, biases=True, **FAST)
+        return MF(loss="bce", iterations=40, biases=True, num_threads=1, **FAST)
+
+
+class TestMFBCEAdam(RecommenderContract):
+    def make_model(self):
+        return MF(loss="bce", iterations=40, learning_rate=0.05, num_negatives=4, biases=True, optimizer="adam",
+                  **FAST)
 
 
 class TestCML(RecommenderContract):

@@ -17,7 +17,9 @@ def data():
 
 
 def small(**kw):
-    params = dict(factors=8, iterations=6, batch_size=128, learning_rate=0.05, random_state=0, device="cpu")
+    # the autograd loop (the fused kernel, which "auto" picks for MF, has its own tests)
+    params = dict(factors=8, iterations=6, batch_size=128, learning_rate=0.05, random_state=0, device="cpu",
+                  optimizer="adam", lr_schedule=None)
     params.update(kw)
     return MF(**params)
 
@@ -71,7 +73,7 @@ def test_early_stopping_restores_best_weights(monkeypatch):
     snapshots = {}
     from recfb.models import _embedding
 
-    def fake_validator(self, X, valid_items):
+    def fake_validator(self, X, valid_items, valid_metric=None):
         def validate(scorer):
             snapshots[len(snapshots) + 1] = scorer.item.weight.detach().clone()
             return next(scores)
