@@ -26,16 +26,16 @@ MODELS = {
     "implicit-bpr": ImplicitBPR,
 }
 
-# The demo's line-up: settings for ML-100K-sized data from a small sweep (a few seconds each).
-# They are sensible defaults, not a tuned protocol: tune on a validation split for claims.
+# The demo's line-up: every model at its defaults, exactly as a user writes it (the defaults are
+# chosen by benchmarks/defaults.py; benchmarks/RESULTS.md has the sweep).
 DEMO_MODELS = {
     "popular": {},
-    "itemknn": {"neighbors": 200, "shrink": 10.0},
-    "ease": {"l2": 500.0},
-    "bpr": {"factors": 64, "iterations": 100, "learning_rate": 0.01, "regularization": 0.01,
-            "optimizer": "fused_sgd"},
-    "implicit-als": {"factors": 32, "iterations": 15, "regularization": 0.1, "alpha": 1.0},
-    "implicit-bpr": {"factors": 64, "iterations": 50, "learning_rate": 0.01, "regularization": 0.01},
+    "itemknn": {},
+    "ease": {},
+    "bpr": {},
+    "mf": {"loss": "bce"},
+    "implicit-als": {},
+    "implicit-bpr": {},
 }
 
 SPLITS = ("random", "leave-one-out", "temporal")

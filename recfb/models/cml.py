@@ -86,6 +86,11 @@ class CML(EmbeddingRecommender):
     Item content features (``fit(X, item_features=F)``, F dense n_items x n_features) add the
     feature loss ``feature_weight * ||f(x_i) - v_i||^2``; items with no interactions are
     placed at ``f(x_i)``, and :meth:`item_vectors_from_features` places new items.
+
+    Defaults (``benchmarks/defaults.py``): ``margin=1.0`` (0.5 trailed on every dataset swept),
+    10 negatives, Adam; ``learning_rate=None`` -> 0.03 with ``lr_schedule="auto"`` (cosine);
+    ``iterations=None`` -> derived from the number of interactions (``iterations_``, see
+    :meth:`_auto_settings`). Explicit values are used as given.
     """
 
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
@@ -96,7 +101,7 @@ class CML(EmbeddingRecommender):
     metric = "l2"
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float = 0.0,
-                 iterations: int | None = None, batch_size: int = 8192, margin: float = 0.5, num_negatives: int = 10,
+                 iterations: int | None = None, batch_size: int = 8192, margin: float = 1.0, num_negatives: int = 10,
                  covariance: float = 1.0, feature_weight: float = 1.0, negatives="uniform", optimizer: str = "auto",
                  lr_schedule="auto", patience=None, denoise=None, random_state=0, device="auto"):
         self.factors = factors

@@ -88,32 +88,30 @@ class MF(EmbeddingRecommender):
     Parameters
     ----------
     factors : int, default 64
-    learning_rate : float, default 0.01
-    regularization : float, default 1e-4
+    learning_rate : float, optional
+        None: derived at fit (``learning_rate_``): 0.05 for the fused SGD kernel, 0.01 for Adam.
+    regularization : float, optional
         L2 on the embeddings a sample touches: the gradient gets ``regularization * theta``
         per sample (implicit's convention), in the autograd and the fused paths alike.
-    iterations : int, default 100
-        Epochs over all positives.
+        None: derived from the data at fit (``regularization_``), see :func:`mf_auto_settings`.
+    iterations : int, optional
+        Epochs over all positives. None: derived from the number of interactions
+        (``iterations_``): ``clip(4e7 / nnz, 30, 200)`` on the fused kernel, ``clip(1e7 / nnz, 20,
+        100)`` with Adam.
     batch_size : int, default 8192
-    loss : {"bpr", "bce", "relmf", "ubpr", "relmf_dr"} or Objective, default "bpr"
-        ``"relmf"``: Rel-MF (Saito et al., WSDM 2020), ``"ubpr"``: unbiased BPR (Saito, ICTIR
-        2020), ``"relmf_dr"``: clipped doubly-robust Rel-MF; see :mod:`recfb.losses.unbiased`.
-        IPS/SNIPS-weighted BPR/BCE: ``fit(X, sample_weight=recfb.debias.ips_weights(...))``.
-    propensity : "popularity" or array (n_items,) or (n_users, n_items), default "popularity"
-        Exposure propensities of the unbiased losses (ignored by "bpr"/"bce"):
-        ``"popularity"`` is ``(n_i / max n) ** eta`` from the training clicks.
-    eta : float, default 0.5
-        Exponent of the popularity propensity.
-    clip : float in (0, 1], optional
-        Propensity clip of the unbiased losses (``theta -> max(theta, clip)``); ``"relmf_dr"``
-        uses 0.1 when None.
-    num_negatives : int, default 1
+        Mini-batch of the autograd path (the fused kernel updates per sample).
+    num_negatives : int, optional
+        Sampled negatives per positive. None: 1 for pairwise losses (BPR, UBPR), 4 for
+        pointwise ones (BCE, Rel-MF), which learn "not clicked" only from them.
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
-    optimizer : {"adam", "adagrad", "sgd", "sparse_adam", "fused_sgd"}, default "adam"
-        ``"fused_sgd"``: per-sample SGD in a compiled Hogwild kernel (as implicit's BPR does;
-        about 4x faster on CPU, BPR/BCE only, no denoiser); with ``num_threads=1`` it is
-        deterministic, with more threads updates race.
-    lr_schedule : {None, "cosine", "step", "exponential"}
+    optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
+        ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
+        BCE objective, no denoiser, CPU), ``"adam"`` everywhere else. ``"fused_sgd"``: per-sample
+        SGD in a compiled Hogwild kernel (as implicit's BPR does; about 9x faster than the
+        autograd loop on CPU); with ``num_threads=1`` it is deterministic, with more threads
+        updates race (as in implicit), so runs agree in quality but not bit for bit.
+    lr_schedule : {"auto", None, "cosine", "step", "exponential"}, default "auto"
+        ``"auto"``: cosine decay on the fused kernel, constant with Adam.
     patience : int, optional
         Early stopping patience in epochs (needs ``valid_items`` in ``fit``).
     biases : bool, default False

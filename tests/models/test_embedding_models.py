@@ -131,3 +131,59 @@ def test_all_zero_weights_rows_and_bad_features():
         CML(iterations=1, **FAST).fit(X, show_progress=False, item_features=np.ones((3, 2)))
     with pytest.raises(Exception, match="sample_weight has 3 entries"):
         BPR(iterations=1, **FAST).fit(X, show_progress=False, sample_weight=np.ones(3))
+
+
+# ---------------------------------------------------------------- defaults derived at fit time
+def test_auto_optimizer_takes_the_fused_kernel_only_where_it_applies():
+    from recfb.denoise import TCE
+    X, _ = checkerboard_holdout(20)
+    kw = dict(factors=4, iterations=2, device="cpu")
+    assert BPR(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
+    assert MF(loss="bce", **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
+    assert MF(loss="relmf", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # objective without a kernel
+    assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
+    assert CML(**kw).fit(X, show_progress=False).optimizer_ == "adam"
+    assert BPR(optimizer="adam", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # explicit wins
+
+
+def test_derived_settings_follow_the_documented_rules_and_explicit_values_win():
+    from recfb.models.mf import mf_auto_settings
+    X, _ = checkerboard_holdout(20)
+    m = BPR(factors=4, device="cpu").fit(X, show_progress=False)
+    rule = mf_auto_settings(X.nnz, "fused_sgd")
+    assert (m.iterations_, m.learning_rate_, m.regularization_, m.lr_schedule_) == (
+        rule["iterations"], rule["learning_rate"], rule["regularization"], rule["lr_schedule"])
+    assert m.num_negatives_ == 1 and MF(loss="bce", factors=4, iterations=1, device="cpu").fit(
+        X, show_progress=False).num_negatives_ == 4
+    assert len(m.history_) == rule["iterations"]
+    # the rules at the swept sizes: more epochs and more L2 for small logs, bounded both ways
+    small, large, huge = (mf_auto_settings(n, "fused_sgd") for n in (7e4, 7e5, 1e8))
+    assert small["iterations"] == 200 and large["iterations"] == 57 and huge["iterations"] == 30
+    assert small["regularization"] == 0.03 and 0.01 <= large["regularization"] < 0.012 and huge["regularization"] == 0.01
+    e = BPR(factors=4, iterations=3, learning_rate=0.2, regularization=0.0, lr_schedule=None,
+            device="cpu").fit(X, show_progress=False)
+    assert (e.iterations_, e.learning_rate_, e.regularization_, e.lr_schedule_) == (3, 0.2, 0.0, None)
+    assert e.get_params()["iterations"] == 3 and BPR().get_params()["iterations"] is None
+
+
+@pytest.mark.parametrize("bad", [{"learning_rate": float("inf")}, {"learning_rate": -1.0},
+                                 {"regularization": float("nan")}, {"iterations": 0}])
+def test_bad_explicit_settings_are_refused(bad):
+    X, _ = checkerboard_holdout(10)
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        BPR(device="cpu", **bad).fit(X, show_progress=False)
+
+
+def test_defaults_learn_beyond_popularity_on_a_synthetic_world():
+    """BPR() and MF(loss="bce") as a user writes them beat MostPopular (MF-BCE at its old
+    defaults did not)."""
+    from recfb.data import split
+    from recfb.datasets import make_world
+    from recfb.evaluation import ranking_metrics
+    from recfb.models import MostPopular
+    world = make_world(seed=0)
+    train, test = split.random_holdout(world.clicks, test_fraction=0.2, seed=0)
+    X, T = train.matrix, test.matrix
+    pop = ranking_metrics(MostPopular().fit(X), X, T, k=10)["ndcg@10"]
+    for model in (BPR(num_threads=1), MF(loss="bce", num_threads=1)):
+        assert ranking_metrics(model.fit(X, show_progress=False), X, T, k=10)["ndcg@10"] > 1.2 * pop
