@@ -134,7 +134,7 @@ def _plot(curves, folder, wname):
     Path(folder).mkdir(parents=True, exist_ok=True)
     slug = wname.split()[0].replace("-", "_")
     plot_histories(curves, Path(folder) / f"feedback_loops_{slug}.png",
-                   metrics=("true_dcg", "exposure_gini", "log_gini", "top1pct_share"))
+                   metrics=("true_dcg", "exposure_gini", "log_gini", "top1pct_share"), dpi=55)
 
 
 def main():
@@ -152,8 +152,9 @@ def main():
     args = p.parse_args()
     if args.from_json:
         report = {}
-        for path in args.from_json:
-            report.update(json.loads(Path(path).read_text()))
+        for path in args.from_json:  # reports of separate runs (e.g. one per configuration) merge
+            for wname, configs in json.loads(Path(path).read_text()).items():
+                report.setdefault(wname, {}).update(configs)
         print("\n".join(markdown(report)))
         if args.plots:
             import pandas as pd

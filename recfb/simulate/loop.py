@@ -376,7 +376,8 @@ def _log_rows(r, users, items, positions, policy_prob, examination, click):
             "propensity": np.asarray(policy_prob, np.float64) * examination, "click": np.asarray(click, bool)}
 
 
-def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "coverage", "top1pct_share")):
+def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "coverage", "top1pct_share"),
+                   dpi: int = 90):
     """One panel per metric, one curve per entry of ``curves`` against the round.
 
     Parameters
@@ -387,6 +388,8 @@ def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "cov
         Where to save the figure (PNG, ...).
     metrics : sequence of str
         History columns to draw.
+    dpi : int, default 90
+        Resolution of the saved figure.
 
     Returns
     -------
@@ -420,5 +423,5 @@ def plot_histories(curves, path=None, metrics=("true_dcg", "exposure_gini", "cov
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
     if path is not None:
-        fig.savefig(path, dpi=90)
+        fig.savefig(path, dpi=dpi)
     return fig
