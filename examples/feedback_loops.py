@@ -12,14 +12,15 @@ world = make_world(n_users=500, n_items=400, density=0.03, seed=0)
 
 
 def make_model():  # explicit, modest settings: a fresh model every round
-    return MF(loss="bpr", factors=32, iterations=15, learning_rate=0.01, batch_size=2048, device="cpu")
+    return MF(loss="bpr", factors=32, iterations=15, learning_rate=0.01, batch_size=2048, optimizer="adam",
+              regularization=0.01, device="cpu")
 
 
 runs = {
     "top-k, naive": run_loop(world, make_model, policy="topk", rounds=6, k=10, seed=0),
-    "softmax T=0.25, naive": run_loop(world, make_model, policy="softmax", temperature=0.25, rounds=6, seed=0),
-    "softmax T=0.25, IPS": run_loop(world, make_model, policy="softmax", temperature=0.25, rounds=6, seed=0,
-                                    weighting="ips", clip=0.05),
+    "softmax, naive": run_loop(world, make_model, policy="softmax", rounds=6, seed=0),
+    "softmax, IPS": run_loop(world, make_model, policy="softmax", rounds=6, seed=0,
+                             weighting="ips", clip=0.05),
 }
 for name, result in runs.items():
     h = result.history
@@ -27,7 +28,7 @@ for name, result in runs.items():
           f"true DCG@10 {h.true_dcg.iloc[0]:.3f} -> {h.true_dcg.iloc[-1]:.3f}")
 
 # every impression is logged with the policy's exact probability and the slot's examination
-log = runs["softmax T=0.25, IPS"].log
+log = runs["softmax, IPS"].log
 print(log[log["round"] == 0].head())
 
 # beyond-accuracy figures of the last model's top-10 lists
