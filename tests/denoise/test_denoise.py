@@ -18,7 +18,10 @@ from recfb.utils.errors import DataError
 
 
 def small(**kw):
-    params = dict(factors=8, iterations=6, batch_size=128, learning_rate=0.05, random_state=0, device="cpu")
+    # the autograd loop, which every denoiser runs on (optimizer="auto" would put the plain
+    # losses on the fused kernel and so compare two different update rules)
+    params = dict(factors=8, iterations=6, batch_size=128, learning_rate=0.05, random_state=0, device="cpu",
+                  optimizer="adam", lr_schedule=None, regularization=1e-4)
     params.update(kw)
     return MF(**params)
 
