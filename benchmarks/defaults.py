@@ -27,7 +27,6 @@ import time
 import warnings
 
 import numpy as np
-
 from _report import emit, shared_data_dir
 
 import recfb

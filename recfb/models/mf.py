@@ -229,8 +229,8 @@ class BPR(MF):
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
                  iterations: int | None = None, batch_size: int = 8192, num_negatives: int | None = None,
-                 negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None, biases: bool = False, denoise=None,
-                 random_state=0, device="auto", num_threads: int = 0):
+                 negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None, biases: bool = False,
+                 denoise=None, random_state=0, device="auto", num_threads: int = 0):
         super().__init__(factors=factors, learning_rate=learning_rate, regularization=regularization,
                          iterations=iterations, batch_size=batch_size, loss="bpr", num_negatives=num_negatives,
                          negatives=negatives, optimizer=optimizer, lr_schedule=lr_schedule, patience=patience,
