@@ -215,11 +215,11 @@ def run_leaderboard(data, models: dict, k=(10, 20), seed: int = 0, quiet: bool =
     k0 = k[0]
     cols = [f"ndcg@{k0}", f"recall@{k0}", f"precision@{k0}", f"map@{k0}", f"mrr@{k0}", f"hit_rate@{k0}",
             f"coverage@{k0}"] + [f"ndcg@{kk}" for kk in k[1:]] + [f"{m}@{k0}" for m in extra if m != "coverage"]
-    header = f"{'model':<10}" + "".join(f"{c:>13}" for c in cols) + f"{'fit s':>9}{'eval s':>9}"
+    header = f"{'model':<14}" + "".join(f"{c:>13}" for c in cols) + f"{'fit s':>9}{'eval s':>9}"
     print(header, file=out)
     print("-" * len(header), file=out)
     for name, res, fit_s, eval_s in sorted(rows, key=lambda r: -r[1][f"ndcg@{k0}"]):
-        print(f"{name:<10}" + "".join(f"{res[c]:>13.4f}" for c in cols) + f"{fit_s:>9.2f}{eval_s:>9.2f}", file=out)
+        print(f"{name:<14}" + "".join(f"{res[c]:>13.4f}" for c in cols) + f"{fit_s:>9.2f}{eval_s:>9.2f}", file=out)
     return rows, fitted, train, test
 
 
