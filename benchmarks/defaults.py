@@ -37,6 +37,7 @@ from recfb.models import BPR, CML, EASE, MF, ItemKNN, LightGCN, MostPopular
 warnings.filterwarnings("ignore", category=RuntimeWarning, module="implicit")
 
 DATASETS = ("ml-100k", "lastfm-2k", "ml-1m")
+DERIVED = ("optimizer", "iterations", "learning_rate", "regularization", "num_negatives", "lr_schedule")
 
 # family -> (constructor, grid of explicit settings). The grids bracket the chosen defaults.
 FAMILIES = {
@@ -88,8 +89,7 @@ def sweep(family, datasets, quick, quiet):
         train, valid = load_split(name)
         pop, _, _ = score(MostPopular, train, valid)
         default, default_s, model = score(ctor, train, valid)
-        derived = {k: getattr(model, k + "_") for k in ("iterations", "regularization", "l2", "optimizer")
-                   if hasattr(model, k + "_")}
+        derived = {k: getattr(model, k + "_") for k in DERIVED if hasattr(model, k + "_")}
         results = []
         for params in grid_points(grid):
             ndcg, seconds, _ = score(lambda p=params: ctor(**p), train, valid)
