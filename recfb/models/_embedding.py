@@ -13,7 +13,7 @@ from recfb.train import TrainConfig, Trainer
 from recfb.train.loop import fused_problems
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_csr, check_positive_int
+from recfb.utils.validation import check_csr, check_number, check_positive_int
 
 
 class EmbeddingRecommender(Recommender):
@@ -33,14 +33,8 @@ class EmbeddingRecommender(Recommender):
         if self.iterations is not None:
             check_positive_int(self.iterations, "iterations")
         check_positive_int(self.batch_size, "batch_size")
-        if self.learning_rate is not None and not (isinstance(self.learning_rate, (int, float))
-                                                   and not isinstance(self.learning_rate, bool)
-                                                   and np.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate == {self.learning_rate!r}, must be None (derived) or a finite number > 0.")
-        if self.regularization is not None and not (isinstance(self.regularization, (int, float))
-                                                    and not isinstance(self.regularization, bool)
-                                                    and np.isfinite(self.regularization) and self.regularization >= 0):
-            raise ValueError(f"regularization == {self.regularization!r}, must be None (derived) or a finite number >= 0.")
+        check_number(self.learning_rate, "learning_rate", strict=True, allow_none=True)
+        check_number(self.regularization, "regularization", allow_none=True)
         from recfb.denoise import Denoiser
         denoise = getattr(self, "denoise", None)
         if denoise is not None and not isinstance(denoise, Denoiser):

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from recfb.losses.objectives import Batch
+from recfb.losses.objectives import BCE, BPR, Batch
+from recfb.sampling import AllPositives
 from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
 from recfb.utils.state import flatten_state, unflatten_state
@@ -406,8 +407,6 @@ def fused_problems(has_kernel: bool, objective, denoiser, positives, device, mod
 
     ``optimizer="auto"`` takes the kernel exactly when this list is empty, and
     ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
-    from recfb.losses.objectives import BCE, BPR
-    from recfb.sampling import AllPositives
     problems = []
     if not has_kernel:
         problems.append(f"{model_name} has no fused kernel (MF has)")

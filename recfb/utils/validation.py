@@ -33,6 +33,21 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False, allow_none: bool = False):
+    """Return ``value`` as float, raising ValueError unless it is a finite real number
+    ``>= minimum`` (``> minimum`` when ``strict``), or None when ``allow_none`` (a setting
+    derived at fit time)."""
+    if value is None and allow_none:
+        return None
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+          and (value > minimum if strict else value >= minimum))
+    if not ok:
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        prefix = "None (derived) or " if allow_none else ""
+        raise ValueError(f"{name} == {value!r}, must be {prefix}a finite number {bound}.")
+    return float(value)
+
+
 def check_csr(X, name: str = "user_items", *, n_items: int | None = None,
               n_rows: int | None = None, allow_empty: bool = True) -> sp.csr_matrix:
     """Validate a users x items interaction matrix and return it as CSR float32.

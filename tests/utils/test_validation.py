@@ -54,3 +54,13 @@ def test_userids():
         check_userids([0, 3], n_users=3)
     with pytest.raises(TypeError, match="integers"):
         check_userids(["a"])
+
+
+def test_check_number_names_the_value_and_the_bound():
+    from recfb.utils.validation import check_number
+    assert check_number(0.5, "lr", strict=True) == 0.5 and check_number(0, "reg") == 0.0
+    assert check_number(None, "lr", allow_none=True) is None
+    for bad, kw in [(0.0, {"strict": True}), (-1e-9, {}), (float("nan"), {}), (float("inf"), {}), (True, {}),
+                    ("0.1", {}), (None, {})]:
+        with pytest.raises(ValueError, match="lr == "):
+            check_number(bad, "lr", **kw)
