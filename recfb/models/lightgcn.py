@@ -111,6 +111,10 @@ class LightGCN(EmbeddingRecommender):
     on the ego embeddings of the batch; ``denoise`` takes a :mod:`recfb.denoise` method.
     Full-graph propagation per step with sparse ops, so large
     ``batch_size`` values pay on CPU. Needs ``pip install recfb[graph]`` (torch-geometric).
+
+    Defaults: batch 65,536 pairs (a step is one propagation, the cost on CPU), Adam;
+    ``learning_rate``, ``regularization`` and ``iterations`` left at None are derived at fit
+    (``learning_rate_`` ..., see :meth:`_auto_settings`); explicit values are used as given.
     """
 
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
