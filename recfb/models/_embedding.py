@@ -174,9 +174,12 @@ class EmbeddingRecommender(Recommender):
         return user_vectors @ self.item_factors.T
 
     def _score(self, userids, user_items):
-        if getattr(self, "_recalculate", False):
-            return self._score_vectors(self.recalculate_user(userids, user_items))
         return self._score_vectors(self.user_factors[userids])
+
+    def _score_call(self, userids, user_items, call):
+        if call.recalculate:
+            return self._score_vectors(self.recalculate_user(userids, user_items))
+        return self._score(userids, user_items)
 
     def _similar_scores(self, itemids):
         if self.metric == "l2":

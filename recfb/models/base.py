@@ -13,6 +13,7 @@ import io
 import json
 import os
 import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,21 @@ _BLOCK_BYTES = 64 * 2**20
 _REGISTRY: dict[str, type] = {}
 
 
+@dataclass(frozen=True)
+class ScoreCall:
+    """Options of one inference call, handed down as an argument and never kept on the model,
+    so that two threads calling at once cannot see each other's mode.
+
+    recalculate : fold users in from their rows (``recommend(..., recalculate_user=True)``).
+    histories : packed ``(indptr, items)`` histories given with the call, one per user
+        (sequential models' ``recommend(..., histories=...)``).
+    offset : position of the current block's first user within the call.
+    """
+    recalculate: bool = False
+    histories: tuple | None = None
+    offset: int = 0
+
+
 class Recommender:
     """Base class: stores parameters, validates input, recommends, saves and loads.
 
@@ -47,7 +63,7 @@ class Recommender:
     #: can then not be scored from their row alone).
     needs_fitted_users = False
     #: True when ``recommend(..., recalculate_user=True)`` folds users in from their rows
-    #: (``_score`` then sees ``self._recalculate``).
+    #: (``_score_call`` then gets a :class:`ScoreCall` with ``recalculate=True``).
     supports_fold_in = False
 
     def __init_subclass__(cls, **kwargs):
@@ -96,19 +112,24 @@ class Recommender:
     def _score(self, userids: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
-    def _check_users_known(self, userids: np.ndarray) -> None:
-        if getattr(self, "_recalculate", False):
+    def _score_call(self, userids: np.ndarray, user_items: sp.csr_matrix, call: ScoreCall) -> np.ndarray:
+        """Scores of one block under the options of its call; models with per-call modes
+        (fold-in, given histories) override this, the others only define ``_score``."""
+        return self._score(userids, user_items)
+
+    def _check_users_known(self, userids: np.ndarray, call: ScoreCall = ScoreCall()) -> None:
+        if call.recalculate or call.histories is not None:
             return
         if self.needs_fitted_users and userids.size and userids.max() >= self.n_users_:
             raise DataError(f"userid {int(userids.max())} was not seen at fit ({self.n_users_} users, ids "
                             f"0..{self.n_users_ - 1}); {type(self).__name__} has no factors for it.")
 
     # ------------------------------------------------------------------ inference
-    def _prepare(self, userids, user_items):
+    def _prepare(self, userids, user_items, call: ScoreCall = ScoreCall()):
         check_is_fitted(self, "n_items_")
         ids, scalar = check_userids(userids, name="userid" if np.isscalar(userids) else "userids")
         X = check_csr(user_items, "user_items", n_items=self.n_items_, n_rows=ids.size)
-        self._check_users_known(ids)
+        self._check_users_known(ids, call)
         return ids, scalar, X
 
     def score(self, userids, user_items, items=None) -> np.ndarray:
@@ -165,14 +186,12 @@ class Recommender:
             id ``-1`` and score ``-inf``; a 1-D result is shortened instead.
         """
         N = check_positive_int(N, "N")
-        self._recalculate = bool(recalculate_user) and self.supports_fold_in
-        try:
-            return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items, items)
-        finally:
-            self._recalculate = False
+        call = ScoreCall(recalculate=bool(recalculate_user) and self.supports_fold_in)
+        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items, items, call)
 
-    def _recommend(self, userid, user_items, N, filter_already_liked_items, filter_items, items):
-        ids, scalar, X = self._prepare(userid, user_items)
+    def _recommend(self, userid, user_items, N, filter_already_liked_items, filter_items, items,
+                   call: ScoreCall = ScoreCall()):
+        ids, scalar, X = self._prepare(userid, user_items, call)
         n_items = self.n_items_
         candidates = None if items is None else _check_item_list(items, n_items, "items")
         banned = None if filter_items is None else _check_item_list(filter_items, n_items, "filter_items")
@@ -183,7 +202,8 @@ class Recommender:
         all_ids = np.full((ids.size, k), -1, np.int32)
         all_scores = np.full((ids.size, k), -np.inf, np.float32)
         for start, stop in _blocks(ids.size, n_items):
-            s = np.array(self._score(ids[start:stop], X[start:stop]), dtype=np.float32, copy=True)
+            s = np.array(self._score_call(ids[start:stop], X[start:stop], replace(call, offset=start)),
+                         dtype=np.float32, copy=True)
             rows = X[start:stop]
             if filter_already_liked_items and rows.nnz:
                 r = np.repeat(np.arange(stop - start), np.diff(rows.indptr))

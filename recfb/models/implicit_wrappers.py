@@ -78,10 +78,10 @@ class ImplicitALS(_ImplicitFactorModel):
         return AlternatingLeastSquares(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
                                        iterations=self.iterations, random_state=self.random_state)
 
-    def _score(self, userids, user_items):
-        if getattr(self, "_recalculate", False):
+    def _score_call(self, userids, user_items, call):
+        if call.recalculate:
             return self.fold_in(user_items) @ self.item_factors.T
-        return super()._score(userids, user_items)
+        return self._score(userids, user_items)
 
     def fold_in(self, user_items) -> np.ndarray:
         """User factors for rows of ``user_items`` by implicit's ALS normal equations:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from recfb.data.interactions import Interactions
-from recfb.models.base import Recommender
+from recfb.models.base import Recommender, ScoreCall
 from recfb.sampling.negative import VerifiedUniformNegatives
 from recfb.train.sequence import gather_rows, length_groups
 from recfb.utils.device import resolve_device, seeded_rng
@@ -434,12 +434,13 @@ class SASRec(Recommender):
             return self.net_.logits(torch.as_tensor(h, device=self.device_)).float().cpu().numpy()
 
     def _score(self, userids, user_items):
+        return self._score_call(userids, user_items, ScoreCall())
+
+    def _score_call(self, userids, user_items, call):
         self.net_.eval()
-        given = getattr(self, "_given_histories", None)
-        if given is not None:
-            indptr, items = given
-            rows = np.arange(userids.size) + self._given_offset
-            self._given_offset += userids.size
+        if call.histories is not None:  # the call's own histories, one per user of the call
+            indptr, items = call.histories
+            rows = np.arange(userids.size) + call.offset
         else:
             indptr, items, rows = self.hist_indptr_, self.hist_items_, userids
         empty = indptr[rows + 1] == indptr[rows]
@@ -466,14 +467,9 @@ class SASRec(Recommender):
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_items_):
             bad = flat[(flat < 0) | (flat >= self.n_items_)][0]
             raise DataError(f"history item {int(bad)} is outside the vocabulary (0..{self.n_items_ - 1}).")
-        self._given_histories, self._given_offset = (indptr, flat), 0
-        saved, self.needs_fitted_users = self.needs_fitted_users, False
-        try:
-            return super().recommend(userid, user_items, N, filter_already_liked_items, filter_items,
-                                     recalculate_user, items)
-        finally:
-            self._given_histories = None
-            self.needs_fitted_users = saved
+        N = check_positive_int(N, "N")
+        return self._recommend(userid, user_items, N, filter_already_liked_items, filter_items, items,
+                               ScoreCall(histories=(indptr, flat)))
 
     def _export(self):
         self.net_.eval()
