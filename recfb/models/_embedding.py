@@ -100,7 +100,7 @@ class EmbeddingRecommender(Recommender):
             validate = self._make_validator(X, valid_items, valid_metric)
         trainer = Trainer(scorer, objective, make_negative_sampler(getattr(self, "negatives", "uniform")),
                           positives, config, self.device_, weights=sample_weight,
-                          denoiser=denoiser, validate=validate, callbacks=callbacks)
+                          denoiser=denoiser, validate=validate, callbacks=callbacks, settings=self.get_params())
         trainer.fit(X)
         self.scorer_ = scorer
         self.history_ = trainer.history

@@ -9,8 +9,6 @@ Item ids inside the networks are shifted by one: 0 is padding, ``1..n_items`` th
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import warnings
 
@@ -22,6 +20,7 @@ import torch.nn.functional as F
 from recfb.data.interactions import Interactions
 from recfb.models.base import Recommender, ScoreCall
 from recfb.sampling.negative import VerifiedUniformNegatives
+from recfb.train.loop import array_digest, describe
 from recfb.train.sequence import gather_rows, length_groups
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError, NotFittedError
@@ -334,12 +333,10 @@ class SASRec(Recommender):
     def _min_length(self) -> int:
         return 2  # one (input, target) pair
 
-    def _fingerprint(self, indptr, items) -> str:
-        h = hashlib.sha256()
-        h.update(indptr.tobytes()[:1 << 20])
-        h.update(items.tobytes()[:1 << 20])
-        h.update(json.dumps(self.get_params(), sort_keys=True, default=str).encode())
-        return h.hexdigest()
+    def _fingerprint(self, indptr, items) -> dict:
+        """Checkpoint fingerprint parts: full hashes of the histories and every parameter."""
+        return {"data.indptr": array_digest(indptr), "data.items": array_digest(items),
+                **{f"model.{k}": describe(v) for k, v in self.get_params().items()}}
 
     def _batch_loss(self, rows, gen):
         """Summed loss of a batch of users and its number of positions. The batch is computed

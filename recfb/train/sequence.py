@@ -14,12 +14,10 @@ scatters into it once.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
-from recfb.train.loop import EpochLoop, TrainConfig, config_digest
+from recfb.train.loop import EpochLoop, TrainConfig, config_parts
 
 
 def gather_rows(weight: torch.Tensor, parts: list) -> list:
@@ -68,8 +66,9 @@ class SequenceTrainer(EpochLoop):
     def fit(self):
         return self._run()
 
-    def _fingerprint(self) -> str:
-        return config_digest(hashlib.sha256(self._data_fingerprint.encode()), self.config)
+    def _fingerprint(self) -> dict:
+        data = self._data_fingerprint
+        return {**(data if isinstance(data, dict) else {"data": data}), **config_parts(self.config)}
 
     def _run_epoch(self, epoch, gen, state, opts):
         cfg, dev = self.config, self.device
