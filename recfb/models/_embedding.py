@@ -66,14 +66,11 @@ class EmbeddingRecommender(Recommender):
             training ended (``"epochs"``, ``"patience"`` or ``"time_limit"``).
         """
         self._check_common()
-        X = self._validate_fit_input(user_items)
-        X = X.copy()
-        X.eliminate_zeros()
-        if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, np.float32).ravel()
-            if sample_weight.size != user_items.nnz:
-                raise DataError(f"sample_weight has {sample_weight.size} entries, expected one per stored "
-                                f"interaction ({user_items.nnz}).")
+        if sample_weight is None:  # check_csr removes stored zeros: no matrix of zeros "fits"
+            X = self._validate_fit_input(user_items)
+        else:  # weights follow the entries through sorting and the removal of stored zeros
+            X, sample_weight = check_csr(user_items, "user_items", allow_empty=False, weights=sample_weight)
+            self.n_users_, self.n_items_ = X.shape
             if not np.all(np.isfinite(sample_weight)) or sample_weight.min() < 0:
                 raise DataError("sample_weight must be finite and >= 0.")
         if valid_items is not None:

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_csr, check_positive_int
+from recfb.utils.validation import check_csr, check_positive_int, check_sparse_structure
 
 
 def check_queries(queries, dim: int) -> np.ndarray:
@@ -56,6 +56,7 @@ def check_exclude(exclude, n_rows: int, n_items: int) -> sp.csr_matrix | None:
     if exclude is None:
         return None
     if sp.issparse(exclude):
+        check_sparse_structure(exclude, "exclude")  # before scipy touches hand-built index arrays
         X = sp.csr_matrix(exclude)
         if X.shape != (n_rows, n_items):
             raise DataError(f"exclude must have one row per query and one column per item: expected shape "

@@ -10,6 +10,19 @@ import scipy.sparse as sp
 from recfb.utils.errors import DataError, NotFittedError
 
 
+def _caller_level() -> int:
+    """``stacklevel`` that points a warning at the first frame outside recfb (the caller's
+    line), however deep inside recfb the check ran."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def check_random_state(seed) -> np.random.Generator:
     """Turn ``seed`` (None, int, Generator) into a ``numpy.random.Generator``.
 
@@ -49,11 +62,26 @@ def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False
 
 
 def check_csr(X, name: str = "user_items", *, n_items: int | None = None,
-              n_rows: int | None = None, allow_empty: bool = True) -> sp.csr_matrix:
-    """Validate a users x items interaction matrix and return it as CSR float32.
+              n_rows: int | None = None, allow_empty: bool = True, weights=None):
+    """Validate a users x items interaction matrix and return it as canonical CSR float32.
 
-    Cheap conversions (COO/CSC -> CSR, other dtypes -> float32) warn once; dense arrays,
-    NaN/inf or negative weights and wrong shapes raise with the offending value named.
+    Every matrix that enters recfb (fit, recommend, score, evaluation, serving, loaded user
+    rows) passes here. In O(nnz), vectorised:
+
+    - structure: ``indptr`` consistent and non-decreasing, every column index in
+      ``[0, n_cols)`` (negative or out-of-range indices raise DataError; scipy's compiled
+      routines would read out of bounds or wrap them);
+    - indices unsorted within a row are sorted (warning);
+    - duplicate (row, column) entries are summed, as scipy does (warning saying how many);
+    - NaN/inf or negative weights raise DataError;
+    - stored zeros are not interactions: they are eliminated (warning saying how many).
+
+    Cheap conversions (COO/CSC -> CSR, other dtypes -> float32) warn once; dense arrays and
+    wrong shapes raise. The input is never modified.
+
+    ``weights`` (optional, one per stored entry of the CSR input, e.g. ``sample_weight``)
+    are permuted and filtered along with the entries; ``(X, weights)`` is returned then.
+    Duplicate entries with weights raise (their weights cannot be combined unambiguously).
     """
     if not sp.issparse(X):
         raise TypeError(
@@ -62,24 +90,82 @@ def check_csr(X, name: str = "user_items", *, n_items: int | None = None,
         )
     if X.ndim != 2:
         raise DataError(f"{name} must be 2-D (users x items), got shape {X.shape}.")
-    if not (sp.isspmatrix_csr(X) or isinstance(X, sp.csr_array)):
-        warnings.warn(f"{name} was converted from {X.format.upper()} to CSR.", stacklevel=3)
+    check_sparse_structure(X, name)
+    if weights is not None and X.format != "csr":
+        raise DataError(f"{name} must be CSR when per-entry weights are given (they follow its entry order), "
+                        f"got {X.format.upper()}.")
+    if X.format != "csr":
+        warnings.warn(f"{name} was converted from {X.format.upper()} to CSR.", stacklevel=_caller_level())
         X = X.tocsr()
-    if isinstance(X, sp.csr_array):
-        X = sp.csr_matrix(X)
+    X = sp.csr_matrix(X) if isinstance(X, sp.csr_array) else X
+    if weights is not None:
+        weights = np.asarray(weights, np.float32).reshape(-1)
+        if weights.size != X.nnz:
+            raise DataError(f"sample_weight has {weights.size} entries, expected one per stored entry of "
+                            f"{name} ({X.nnz}).")
+    owned = False  # whether X is already a private copy
     if X.dtype != np.float32:
         if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
             raise DataError(f"{name} has dtype {X.dtype}, expected a numeric dtype.")
+        if np.issubdtype(X.dtype, np.complexfloating):
+            raise DataError(f"{name} has dtype {X.dtype}; weights must be real numbers.")
         if X.dtype != np.float64 and X.dtype != bool:
-            warnings.warn(f"{name} was converted from {X.dtype} to float32.", stacklevel=3)
+            warnings.warn(f"{name} was converted from {X.dtype} to float32.", stacklevel=_caller_level())
+        data64 = np.asarray(X.data, np.float64) if X.dtype.kind == "f" else None
         X = X.astype(np.float32)
+        owned = True
+        if data64 is not None and data64.size:  # 1e300 in float64 must not pass as a finite inf-free value
+            over = np.isfinite(data64) & ~np.isfinite(X.data)
+            if over.any():
+                raise DataError(f"{name} holds the weight {data64[over][0]!r}, which overflows float32; "
+                                "weights must be finite float32 numbers.")
     data = X.data
     if data.size:
-        if not np.all(np.isfinite(data)):
-            bad = data[~np.isfinite(data)][0]
-            raise DataError(f"{name} contains a non-finite weight ({bad}); weights must be finite.")
+        finite = np.isfinite(data)
+        if not finite.all():
+            at = int(np.argmin(finite))
+            raise DataError(f"{name} contains a non-finite weight ({data[at]}) at stored entry {at}; "
+                            "weights must be finite.")
         if data.min() < 0:
             raise DataError(f"{name} contains a negative weight ({data.min()}); weights must be >= 0.")
+    is_sorted, has_dups = _within_row_steps(X)
+    if not is_sorted:
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        order = np.lexsort((X.indices, rows))
+        X = sp.csr_matrix((X.data[order], X.indices[order], X.indptr.copy()), shape=X.shape)
+        owned = True
+        if weights is not None:
+            weights = weights[order]
+        warnings.warn(f"{name} had unsorted column indices within rows; they were sorted.", stacklevel=_caller_level())
+        _, has_dups = _within_row_steps(X)
+    X.has_sorted_indices = True
+    if has_dups:
+        if weights is not None:
+            raise DataError(f"{name} has duplicate (row, column) entries; with per-entry weights they cannot be "
+                            "combined. Sum duplicates (X.sum_duplicates()) and combine their weights first.")
+        if not owned:
+            X = X.copy()
+            owned = True
+        before = X.nnz
+        X.sum_duplicates()
+        warnings.warn(f"{name} had {before - X.nnz} duplicate (row, column) entries; they were summed "
+                      "(scipy's rule).", stacklevel=_caller_level())
+    zeros = X.data == 0
+    n_zero = int(zeros.sum())
+    if n_zero and n_zero == X.nnz and not allow_empty:
+        raise DataError(f"{name} has {n_zero} stored entries but all are zero; a stored zero is not an "
+                        "interaction, so there is nothing to learn from.")
+    if n_zero:
+        keep = ~zeros
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+        counts = np.bincount(rows[keep], minlength=X.shape[0])
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(X.indptr.dtype)
+        X = sp.csr_matrix((X.data[keep], X.indices[keep], indptr), shape=X.shape)
+        X.has_sorted_indices = True
+        if weights is not None:
+            weights = weights[keep]
+        warnings.warn(f"{name} had {n_zero} stored zero(s); a stored zero is not an interaction, "
+                      "they were removed.", stacklevel=_caller_level())
     if n_items is not None and X.shape[1] != n_items:
         raise DataError(
             f"{name} has {X.shape[1]} columns but the model was fitted on {n_items} items; "
@@ -88,10 +174,77 @@ def check_csr(X, name: str = "user_items", *, n_items: int | None = None,
     if n_rows is not None and X.shape[0] != n_rows:
         raise DataError(f"{name} must contain 1 row for every user in userids: got {X.shape[0]} rows for {n_rows} users.")
     if not allow_empty and (X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0):
-        raise DataError(f"{name} is empty (shape {X.shape}, {X.nnz} interactions); nothing to learn from.")
-    if not X.has_sorted_indices:
-        X = X.sorted_indices()
-    return X
+        raise DataError(f"{name} is empty (shape {X.shape}, {X.nnz} interactions after removing stored zeros); "
+                        "nothing to learn from.")
+    return X if weights is None else (X, weights)
+
+
+def check_sparse_structure(X, name: str = "user_items") -> None:
+    """Raise DataError unless the index arrays of a CSR, CSC or COO matrix lie inside its
+    shape and are consistent (O(nnz)). Call it before any scipy routine touches a matrix a
+    caller built by hand: compiled code does not check, and crashes or wraps negatives."""
+    if X.format in ("csr", "csc"):
+        _compressed_structure(X, name)
+    elif X.format == "coo":
+        _coo_structure(X, name)
+
+
+def _coo_structure(X, name: str) -> None:
+    """Row and column indices of a COO matrix inside its shape (a mutated COO is not rechecked
+    by scipy)."""
+    for arr, dim, what in ((X.row, X.shape[0], "row"), (X.col, X.shape[1], "column")):
+        arr = np.asarray(arr)
+        if arr.size and (arr.min() < 0 or arr.max() >= dim):
+            bad = arr.min() if arr.min() < 0 else arr.max()
+            raise DataError(f"{name} holds {what} index {bad} outside 0..{dim - 1} for shape {X.shape}.")
+    if np.asarray(X.data).size != np.asarray(X.row).size or np.asarray(X.col).size != np.asarray(X.row).size:
+        raise DataError(f"{name}: COO data, row and col have different lengths.")
+
+
+def _compressed_structure(X, name: str) -> None:
+    """Raise DataError unless the index arrays of a CSR/CSC matrix are consistent: ``indptr``
+    of length major + 1, starting at 0, non-decreasing, ending at ``len(indices) ==
+    len(data)``, and every minor index in ``[0, minor)``. O(nnz), vectorised. Must run before
+    any scipy routine touches the arrays: out-of-range indices crash compiled code."""
+    major, minor = X.shape if X.format == "csr" else X.shape[::-1]
+    what = ("row", "column") if X.format == "csr" else ("column", "row")
+    indptr, indices, data = np.asarray(X.indptr), np.asarray(X.indices), np.asarray(X.data)
+    if indptr.ndim != 1 or indptr.dtype.kind not in "iu" or indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise DataError(f"{name} has malformed index arrays (indptr {indptr.dtype}{indptr.shape}, "
+                        f"indices {indices.dtype}{indices.shape}); expected 1-D integer arrays.")
+    if indptr.size != major + 1:
+        raise DataError(f"{name}: indptr has {indptr.size} entries, expected {major + 1} "
+                        f"(one per {what[0]} + 1) for shape {X.shape}.")
+    if data.ndim != 1 or data.size != indices.size:
+        raise DataError(f"{name}: data has {data.size} entries but indices has {indices.size}; they must match.")
+    if indptr[0] != 0 or indptr[-1] != indices.size:
+        raise DataError(f"{name}: indptr runs from {indptr[0]} to {indptr[-1]}, expected 0 to nnz = {indices.size}.")
+    steps = np.diff(indptr)
+    if steps.size and steps.min() < 0:
+        at = int(np.argmax(steps < 0))
+        raise DataError(f"{name}: indptr decreases at {what[0]} {at} ({indptr[at]} -> {indptr[at + 1]}); "
+                        "it must be non-decreasing.")
+    if indices.size:
+        lo, hi = indices.min(), indices.max()
+        if lo < 0 or hi >= minor:
+            bad = int(lo) if lo < 0 else int(hi)
+            at = int(np.argmax(indices == bad))
+            raise DataError(f"{name} holds {what[1]} index {bad} (stored entry {at}) outside 0..{minor - 1} "
+                            f"for shape {X.shape}; the matrix is corrupt.")
+
+
+def _within_row_steps(X):
+    """(sorted, has_duplicates) of a CSR whose structure is valid: compares each stored index
+    with the previous one in the same row."""
+    indices = X.indices
+    if indices.size < 2:
+        return True, False
+    step = np.diff(indices.astype(np.int64))
+    same_row = np.ones(indices.size, bool)
+    starts = X.indptr[1:-1]
+    same_row[starts[starts < indices.size]] = False
+    same_row = same_row[1:]
+    return not bool(np.any((step < 0) & same_row)), bool(np.any((step == 0) & same_row))
 
 
 def check_userids(userids, n_users: int | None = None, name: str = "userids"):
