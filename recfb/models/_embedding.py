@@ -106,16 +106,25 @@ class EmbeddingRecommender(Recommender):
         self._export(scorer)
         return self
 
-    #: whether the scorer has the compiled per-sample SGD kernel (MF does)
-    fused_kernel = False
+    #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
+    fused_objectives: tuple = ()
+
+    def _fused_blockers(self) -> list:
+        """The model's own reasons why its kernel cannot train this fit (CML: item features)."""
+        return []
 
     def _resolve_optimizer(self, objective, denoiser, positives) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
-        BCE objective, no denoiser, CPU), Adam everywhere else; any other name as given."""
-        if self.optimizer != "auto":
+        BCE objective, CML with its WARP hinge; no denoiser, CPU), Adam everywhere else; any other
+        name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
+        if self.optimizer not in ("auto", "fused_sgd"):
             return self.optimizer
-        usable = not fused_problems(self.fused_kernel, objective, denoiser, positives, self.device_)
-        return "fused_sgd" if usable else "adam"
+        problems = fused_problems(self.fused_objectives, objective, denoiser, positives, self.device_,
+                                  type(self).__name__, extra=self._fused_blockers())
+        if self.optimizer == "fused_sgd" and problems:
+            raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
+                             + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
+        return "adam" if problems else "fused_sgd"
 
     def _resolve_settings(self, X) -> None:
         """The settings training uses, as fitted attributes: ``iterations_``, ``learning_rate_``,

@@ -5,6 +5,8 @@ import numpy as np
 import torch
 
 from recfb.losses import make_objective
+from recfb.losses.objectives import BCE as _BCEObjective
+from recfb.losses.objectives import BPR as _BPRObjective
 from recfb.models._embedding import EmbeddingRecommender
 from recfb.train import Scorer
 
@@ -17,6 +19,8 @@ def _sqnorm(x: torch.Tensor) -> torch.Tensor:
 
 class MFScorer(Scorer):
     """``s_ui = p_u . q_i (+ b_i)``. Shapes: users (B,), items (B,) or (B, n)."""
+
+    fused_objectives = (_BPRObjective, _BCEObjective)
 
     def __init__(self, n_users, n_items, factors, generator, *, biases=False, sparse=False, regularization=0.0,
                  init_std=0.1):
@@ -52,7 +56,8 @@ class MFScorer(Scorer):
         # fused kernel's
         return 0.5 * self.regularization_weight * reg / users.numel()
 
-    def fused_epoch(self, users, items, order, negatives, weights, learning_rate, objective, num_threads):
+    def fused_epoch(self, users, items, order, negatives, weights, learning_rate, objective, num_threads,
+                    block_size=None):
         """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place."""
         from recfb.train._fused import mf_sgd_epoch
         with torch.no_grad():
@@ -61,7 +66,7 @@ class MFScorer(Scorer):
                 None if self.bias is None else self.bias.weight.data.numpy().reshape(-1),
                 users.numpy(), items.numpy(), order.numpy(), negatives.numpy(),
                 None if weights is None else weights.numpy(), learning_rate, self.regularization_weight,
-                objective, num_threads)
+                objective.name, num_threads)
 
     def sparse_parameters(self):
         mods = [self.user, self.item] + ([self.bias] if self.bias is not None else [])
@@ -132,7 +137,7 @@ class MF(EmbeddingRecommender):
                  iterations: int | None = None, batch_size: int = 8192, loss="bpr", num_negatives: int | None = None,
                  negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None,
                  biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0,
-                 propensity="popularity", eta: float = 0.5, clip=None):
+                 propensity="popularity", eta: float = 0.5, clip=None, negative_weight=None):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -152,12 +157,21 @@ class MF(EmbeddingRecommender):
         self.propensity = propensity
         self.eta = eta
         self.clip = clip
+        self.negative_weight = negative_weight
 
     def _objective(self, X):
+        pointwise_unbiased = isinstance(self.loss, str) and self.loss in ("relmf", "relmf_dr")
+        if self.negative_weight is not None and not pointwise_unbiased:
+            raise ValueError(f"negative_weight == {self.negative_weight!r} applies to loss='relmf' or 'relmf_dr' "
+                             f"only, not loss={self.loss!r}; leave it None.")
         if isinstance(self.loss, str) and self.loss in _UNBIASED:
             kwargs = {"propensity": self.propensity, "eta": self.eta}
             if self.clip is not None or self.loss != "relmf_dr":
                 kwargs["clip"] = self.clip
+            if pointwise_unbiased:
+                self.negative_weight_ = (UNBIASED_NEGATIVE_WEIGHT if self.negative_weight is None
+                                         else self.negative_weight)
+                kwargs["negative_weight"] = self.negative_weight_
             return make_objective(self.loss, **kwargs)
         return make_objective(self.loss)
 
@@ -189,7 +203,7 @@ class MF(EmbeddingRecommender):
         return MFScorer(n_users, n_items, self.factors, generator, biases=self.biases,
                         sparse=self.optimizer_ == "sparse_adam", regularization=self.regularization_)
 
-    fused_kernel = True
+    fused_objectives = MFScorer.fused_objectives
 
     def _auto_settings(self, X, optimizer):
         settings = mf_auto_settings(X.nnz, optimizer)
@@ -217,6 +231,9 @@ def mf_auto_settings(nnz: int, optimizer: str) -> dict:
 
 
 _UNBIASED = ("relmf", "ubpr", "relmf_dr")
+#: MF's default weight of each sampled negative for loss="relmf"/"relmf_dr" (benchmarks/defaults.py
+#: --families unbiased; RESULTS.md): the exact all-pairs weight "all" (n_items / n_u) trains badly
+UNBIASED_NEGATIVE_WEIGHT = 1.0
 _POINTWISE = ("bce", "relmf", "relmf_dr")
 _ARRAY_MARK = "<array stored with the model>"
 

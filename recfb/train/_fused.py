@@ -1,4 +1,4 @@
-"""A compiled per-sample SGD epoch for matrix factorisation with the BPR or BCE objective.
+"""Compiled per-sample SGD epochs: matrix factorisation (BPR or BCE) and collaborative metric learning.
 
 The autograd loop spends most of an MF epoch on tensor temporaries and embedding backward
 passes (memory-bound on CPU); this kernel does what implicit's BPR does — one SGD update per
@@ -8,6 +8,7 @@ With ``num_threads=1`` it is deterministic; with more threads updates race (as i
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -109,18 +110,179 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     ``order`` (n,) are the interaction indices to visit, ``negatives`` (n, k) their sampled
     negatives. Returns the summed loss (for the loop's logging and NaN check).
     """
-    import numba
     kind = {"bpr": BPR, "bce": BCE}[objective]
-    threads = numba.config.NUMBA_NUM_THREADS if num_threads in (0, None) else int(num_threads)
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, np.float32)
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
+    with _kernel_threads(num_threads) as threads:
+        return float(_epoch(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
+                            np.float32(learning_rate), np.float32(regularization), kind, threads))
+
+
+@contextlib.contextmanager
+def _kernel_threads(num_threads):
+    """numba's thread count for one kernel call (0/None: all of numba's threads), restored after."""
+    import numba
+    threads = numba.config.NUMBA_NUM_THREADS if num_threads in (0, None) else int(num_threads)
+    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        return float(_epoch(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
-                            np.float32(learning_rate), np.float32(regularization), kind, threads))
+        yield threads
     finally:
         numba.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------- collaborative metric learning
+@njit(cache=True, fastmath=True)
+def _sqdist(a, b):
+    x = np.float32(0.0)
+    for f in range(a.size):
+        t = a[f] - b[f]
+        x += t * t
+    return x
+
+
+@njit(cache=True, fastmath=True)
+def _clip_unit(row):
+    """Project a row into the unit ball (torch.renorm(maxnorm=1)'s rule)."""
+    norm = math.sqrt(_dot(row, row))
+    if norm > 1.0:
+        scale = np.float32(1.0 / (norm + 1e-7))
+        for f in range(row.size):
+            row[f] *= scale
+
+
+@njit(cache=True, fastmath=True)
+def _cml_update(U, V, u, i, negs, sw, lr, reg, margin, n_items):
+    """One SGD step of CML's WARP hinge on one positive and its sampled negatives: distances
+    with the old parameters, the hardest negative (nearest to the user) takes the hinge, the
+    rank weight ``log(1 + floor(n_items * violators / n))`` times the sample weight ``sw``; L2
+    ``reg`` on the user, the positive and each negative / n (the autograd path's
+    regularization); the rows are then projected into the unit ball. Returns the loss."""
+    d = U.shape[1]
+    n = negs.size
+    pu = U[u]
+    vi = V[i]
+    d_pos = _sqdist(pu, vi)
+    violators = 0
+    best = -1
+    best_d = np.float32(np.inf)
+    for k in range(n):
+        dj = _sqdist(pu, V[negs[k]])
+        if margin + d_pos - dj > 0:
+            violators += 1
+        if dj < best_d:
+            best_d = dj
+            best = negs[k]
+    w = sw * math.log1p(math.floor(n_items * violators / n))
+    if w == 0.0 and reg == 0:
+        return 0.0
+    c = np.float32(2.0 * w)
+    # the hardest negative's L2 share, once per time it was drawn
+    reg_j = np.float32(0.0)
+    for k in range(n):
+        if negs[k] == best:
+            reg_j += reg / n
+    vj = V[best]
+    for f in range(d):
+        uf, vif, vjf = pu[f], vi[f], vj[f]
+        # d loss / d u = 2w (v_j - v_i); d / d v_i = -2w (u - v_i); d / d v_j = 2w (u - v_j)
+        pu[f] = uf - lr * (c * (vjf - vif) + reg * uf)
+        vi[f] = vif - lr * (-c * (uf - vif) + reg * vif)
+        vj[f] = vjf - lr * (c * (uf - vjf) + reg_j * vjf)
+    if reg > 0:  # the other negatives' L2 share
+        for k in range(n):
+            if negs[k] != best:
+                vk = V[negs[k]]
+                for f in range(d):
+                    vk[f] -= lr * reg / n * vk[f]
+    _clip_unit(pu)
+    _clip_unit(vi)
+    if best != i:
+        _clip_unit(vj)
+    return w * (margin + d_pos - best_d)
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _cml_block(U, V, users, items, order, negatives, weights, has_weights, lo, hi, lr, reg, margin, n_items,
+               n_chunks):
+    n = hi - lo
+    losses = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        a = lo + c * n // n_chunks
+        b = lo + (c + 1) * n // n_chunks
+        acc = 0.0
+        for p in range(a, b):
+            s = order[p]
+            sw = weights[s] if has_weights else 1.0
+            acc += _cml_update(U, V, users[s], items[s], negatives[p], sw, lr, reg, margin, n_items)
+        losses[c] = acc
+    return losses.sum()
+
+
+@njit(cache=True, fastmath=True)
+def _gather_rows(U, V, users, items):
+    X = np.empty((users.size + items.size, U.shape[1]), np.float32)
+    for r in range(users.size):
+        X[r] = U[users[r]]
+    for r in range(items.size):
+        X[users.size + r] = V[items[r]]
+    return X
+
+
+@njit(cache=True, fastmath=True)
+def _scatter_step(U, V, users, items, G, step):
+    """``rows -= step * G`` (repeated rows accumulate), then the touched rows into the unit ball."""
+    for r in range(users.size):
+        row = U[users[r]]
+        for f in range(row.size):
+            row[f] -= step * G[r, f]
+    for r in range(items.size):
+        row = V[items[r]]
+        for f in range(row.size):
+            row[f] -= step * G[users.size + r, f]
+    for r in range(users.size):
+        _clip_unit(U[users[r]])
+    for r in range(items.size):
+        _clip_unit(V[items[r]])
+
+
+def _covariance_step(U, V, users, items, step):
+    """One gradient step on CML's covariance penalty of the block's user and positive rows
+    (``recfb.losses.covariance_penalty``: off-diagonal covariance, Frobenius norm squared / N;
+    gradient ``4 X_c offdiag(C) / N^2``), rows then back into the unit ball. Returns the penalty."""
+    X = _gather_rows(U, V, users, items)
+    N = X.shape[0]
+    X -= X.mean(axis=0, keepdims=True)
+    C = X.T @ X / N
+    np.fill_diagonal(C, 0.0)
+    penalty = float(np.vdot(C, C) / N)
+    _scatter_step(U, V, users, items, X @ C, np.float32(step * 4.0 / (N * N)))
+    return penalty
+
+
+def cml_sgd_epoch(U, V, users, items, order, negatives, weights, learning_rate, regularization, margin, n_items,
+                  covariance, block_size, num_threads: int = 0) -> float:
+    """One epoch of per-sample SGD on CML's loss, in place on float32 ``U``, ``V``.
+
+    The samples are visited in blocks of ``block_size`` (the autograd path's batch): within a
+    block one update per sample (Hogwild across threads, as :func:`mf_sgd_epoch`); after each
+    block one step on the covariance penalty of the block's rows, scaled as the batch's mean loss
+    is (``learning_rate * block_size * covariance``). Returns the summed loss.
+    """
+    has_weights = weights is not None
+    w = weights if has_weights else np.zeros(1, np.float32)
+    lr, reg, m = np.float32(learning_rate), np.float32(regularization), np.float32(margin)
+    total = 0.0
+    with _kernel_threads(num_threads) as threads:
+        for lo in range(0, order.size, block_size):
+            hi = min(lo + block_size, order.size)
+            total += float(_cml_block(U, V, users, items, order, negatives, w, has_weights, lo, hi, lr, reg, m,
+                                      float(n_items), min(threads, hi - lo)))
+            if covariance:
+                idx = order[lo:hi]
+                total += (hi - lo) * covariance * _covariance_step(U, V, users[idx], items[idx],
+                                                                   learning_rate * (hi - lo) * covariance)
+    return total

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from recfb.losses.objectives import BCE, BPR, Batch
+from recfb.losses.objectives import Batch
 from recfb.sampling import AllPositives
 from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
@@ -46,6 +46,9 @@ class Scorer(torch.nn.Module):
     - ``post_step()``: projections after each optimiser step (CML's unit ball)
     - ``export() -> (user_vectors, item_vectors)`` float32 numpy, for ``recommend``/FAISS
     - ``sparse_parameters()``: parameters with sparse gradients (for ``sparse_adam``)
+    - optionally ``fused_epoch(users, items, order, negatives, weights, lr, objective, num_threads,
+      block_size)``: one compiled per-sample SGD epoch in place (``optimizer="fused_sgd"``), for
+      the objective classes in ``fused_objectives``
     """
 
     def batch_scores(self, users, pos, neg):  # pragma: no cover
@@ -53,6 +56,13 @@ class Scorer(torch.nn.Module):
 
     def regularization(self, users, pos, neg):
         return torch.zeros((), device=users.device)
+
+    #: objective classes ``fused_epoch`` implements (the compiled per-sample SGD kernel); none by default
+    fused_objectives: tuple = ()
+
+    def fused_blockers(self) -> list:
+        """This scorer's own reasons why its kernel cannot train it (e.g. CML's feature network)."""
+        return []
 
     def post_step(self) -> None:
         pass
@@ -375,8 +385,8 @@ class Trainer(EpochLoop):
         if cfg.optimizer == "fused_sgd":
             negs = self.negatives.sample(users[idx_all], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
-            total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective.name,
-                                             cfg.num_threads)
+            total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective,
+                                             cfg.num_threads, cfg.batch_size)
             state["step"] += 1
             return float(total), idx_all.numel()
         for start in range(0, idx_all.numel(), cfg.batch_size):
@@ -408,23 +418,29 @@ class Trainer(EpochLoop):
         return float(total), idx_all.numel()
 
     def _check_fused(self):
-        problems = fused_problems(hasattr(self.scorer, "fused_epoch"), self.objective, self.denoiser, self.positives,
-                                  self.device, type(self.scorer).__name__)
+        problems = fused_problems(getattr(self.scorer, "fused_objectives", ()), self.objective, self.denoiser,
+                                  self.positives, self.device, type(self.scorer).__name__,
+                                  extra=self.scorer.fused_blockers())
         if problems:
             raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
                              + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
 
 
-def fused_problems(has_kernel: bool, objective, denoiser, positives, device, model_name: str = "this model") -> list:
+def fused_problems(kernel_objectives, objective, denoiser, positives, device, model_name: str = "this model",
+                   extra=()) -> list:
     """Why the compiled per-sample SGD kernel cannot train this combination (empty: it can).
 
-    ``optimizer="auto"`` takes the kernel exactly when this list is empty, and
-    ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
+    ``kernel_objectives`` are the objective classes the model's kernel implements (empty: it
+    has none; MF's trains BPR and BCE, CML's its WARP hinge); ``extra`` are the model's own
+    reasons (e.g. CML with item features). ``optimizer="auto"`` takes the kernel exactly when
+    this list is empty, and ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
     problems = []
-    if not has_kernel:
-        problems.append(f"{model_name} has no fused kernel (MF has)")
-    if type(objective) not in (BPR, BCE):
-        problems.append(f"the objective is {getattr(objective, 'name', objective)!r}, not 'bpr' or 'bce'")
+    if not kernel_objectives:
+        problems.append(f"{model_name} has no fused kernel (MF, BPR and CML have)")
+    elif type(objective) not in tuple(kernel_objectives):
+        names = " or ".join(repr(getattr(o, "name", o.__name__)) for o in kernel_objectives)
+        problems.append(f"the objective is {getattr(objective, 'name', objective)!r}, not {names}")
+    problems.extend(extra)
     if denoiser is not None:
         problems.append("a denoiser needs per-batch losses")
     if type(positives) is not AllPositives:

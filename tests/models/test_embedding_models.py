@@ -34,8 +34,14 @@ class TestMFBCEAdam(RecommenderContract):
 
 
 class TestCML(RecommenderContract):
+    """optimizer="auto" -> CML's fused kernel; one thread for the determinism check."""
     def make_model(self):
-        return CML(iterations=40, learning_rate=0.05, num_negatives=5, **FAST)
+        return CML(iterations=40, num_negatives=5, num_threads=1, **FAST)
+
+
+class TestCMLAdam(RecommenderContract):
+    def make_model(self):
+        return CML(iterations=40, learning_rate=0.05, num_negatives=5, optimizer="adam", **FAST)
 
 
 class TestLightGCN(RecommenderContract):
@@ -142,7 +148,8 @@ def test_auto_optimizer_takes_the_fused_kernel_only_where_it_applies():
     assert MF(loss="bce", **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="relmf", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # objective without a kernel
     assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
-    assert CML(**kw).fit(X, show_progress=False).optimizer_ == "adam"
+    assert CML(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
+    assert CML(**kw).fit(X, show_progress=False, item_features=np.ones((X.shape[1], 2))).optimizer_ == "adam"
     assert BPR(optimizer="adam", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # explicit wins
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recfb.denoise import Denoiser
-from recfb.models import BPR, CML, MF
+from recfb.models import BPR, CML, MF, LightGCN
 from recfb.testing import RecommenderContract, checkerboard_holdout
 from recfb.train._fused import mf_sgd_epoch
 
@@ -56,7 +56,10 @@ def test_fused_rejects_what_it_cannot_do():
     with pytest.raises(ValueError, match="denoiser"):
         MF(optimizer="fused_sgd", denoise=Denoiser(), iterations=1, device="cpu").fit(X, show_progress=False)
     with pytest.raises(ValueError, match="no fused kernel"):
-        CML(optimizer="fused_sgd", iterations=1, device="cpu").fit(X, show_progress=False)
+        LightGCN(optimizer="fused_sgd", iterations=1, device="cpu").fit(X, show_progress=False)
+    with pytest.raises(ValueError, match="item features"):
+        CML(optimizer="fused_sgd", iterations=1, device="cpu").fit(X, show_progress=False,
+                                                                  item_features=np.ones((X.shape[1], 3)))
 
 
 def test_fused_resume_matches_uninterrupted(tmp_path):
