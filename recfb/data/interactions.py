@@ -74,6 +74,18 @@ class Interactions:
         for arr, name in ((values, "values"), (timestamps, "timestamps")):
             if arr is not None and np.asarray(arr).reshape(-1).size != users_arr.size:
                 raise DataError(f"{name} has {np.asarray(arr).size} rows but users has {users_arr.size}; lengths must match.")
+        if values is not None:  # a zero is not an interaction: never kept as a stored zero
+            values = _check_values(values, users_arr.size)
+            zero = values == 0
+            if zero.all():
+                raise DataError(f"all {zero.size} rows have value 0; a zero is not an interaction, so there are none.")
+            if zero.any():
+                warnings.warn(f"dropped {int(zero.sum())} of {zero.size} rows with value 0 (a zero is not an "
+                              "interaction).", stacklevel=2)
+                keep = ~zero
+                users_arr, items_arr, values = users_arr[keep], items_arr[keep], values[keep]
+                if timestamps is not None:
+                    timestamps = np.asarray(timestamps).reshape(-1)[keep]
         if user_ids is None:
             user_map, u = IdMap.from_values(users_arr, "user ids")
         else:
@@ -121,60 +133,70 @@ class Interactions:
 
     @classmethod
     def from_csv(cls, path, sep: str | None = None, columns=("user", "item", "value", "timestamp"),
-                 header: bool | None = None, **kwargs) -> "Interactions":
-        """Read a delimited text file (CSV, TSV, ``::``-separated; ``.gz`` allowed).
+                 header="auto", encoding: str = "utf-8", **kwargs) -> "Interactions":
+        """Read a delimited text file (CSV, TSV, ``::``- or whitespace-separated; ``.gz`` allowed)
+        with pyarrow's CSV parser (quoted fields, a byte-order mark and ``\r\n`` are handled).
 
-        ``columns`` names the file's columns in order; use ``None`` for columns to skip. The
-        separator is guessed from the extension (``.tsv`` tab, ``.csv`` comma) when not given;
-        ``header=None`` detects a header row by whether the first field is numeric.
+        Parameters
+        ----------
+        columns : sequence of str or None
+            The file's columns in order, by role: ``"user"``, ``"item"``, ``"value"``,
+            ``"timestamp"``; ``None`` for a column to skip.
+        sep : str, optional
+            Separator; guessed from the extension (``.tsv`` tab, ``.csv`` comma), else runs of
+            whitespace.
+        header : {"auto", True, False}, default "auto"
+            Whether the first line is a header. ``"auto"`` decides (a first line that names a
+            role, or holds text where the column below is numeric, is a header) and says in a
+            warning what it decided. A header's names are checked against ``columns``: a
+            header that names a role in another position (columns swapped) is an error naming
+            both; names that are no role (``userId,movieId``) are read by position, with a
+            warning.
+        encoding : str, default "utf-8"
+            Decoding is strict: an undecodable byte is an error naming its line and offset.
+
+        Anything malformed (a line with another number of fields, an unterminated quote, a
+        non-numeric value or timestamp, a last line that ends without a newline and looks cut
+        inside a field) raises DataError naming the line.
         """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such file: {path}")
+        if header is None:
+            header = "auto"
+        if header not in ("auto", True, False):
+            raise ValueError(f"header == {header!r}, must be 'auto', True or False.")
+        columns = list(columns)
+        roles = [c for c in columns if c is not None]
+        unknown = [c for c in roles if c not in _ROLES]
+        if unknown or len(set(roles)) != len(roles) or not {"user", "item"} <= set(roles):
+            raise DataError(f"columns must name a 'user' and an 'item' column (and optionally 'value', "
+                            f"'timestamp'; None to skip a column), each once; got {tuple(columns)}.")
+        text = _read_text(path, encoding)
+        if not text.strip():
+            raise DataError(f"{path} is empty; expected rows of {', '.join(roles)}.")
         if sep is None:
             name = path.name.lower().removesuffix(".gz")
             sep = "\t" if name.endswith(".tsv") else "," if name.endswith(".csv") else None
-        import gzip
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="replace", newline="") as fh:
-            lines = fh.read().splitlines()
-        lines = [ln for ln in lines if ln.strip()]
-        if not lines:
-            raise DataError(f"{path} is empty; expected rows of {', '.join(c for c in columns if c)}.")
-        if header is None:
-            first = (lines[0].split(sep) if sep != " " else lines[0].split())[0].strip()
-            header = not _is_number(first)
+        table, lines = _parse_delimited(text, sep, len(columns), str(path))
+        first = [str(table.column(j)[0]) for j in range(table.num_columns)]
+        if header == "auto":
+            header = _looks_like_header(first, columns, table)
+            warnings.warn(f"{path}: header='auto' read the first line ({','.join(first)[:80]!r}) as "
+                          f"{'a header' if header else 'data'}; pass header=True or header=False to choose.",
+                          stacklevel=2)
         if header:
-            lines = lines[1:]
-        return cls._from_lines(lines, sep, columns, str(path), **kwargs)
-
-    @classmethod
-    def _from_lines(cls, lines, sep, columns, source: str, **kwargs) -> "Interactions":
-        rows = [ln.split(sep) if sep not in (None, " ") else ln.split() for ln in lines]
-        wanted = [(j, c) for j, c in enumerate(columns) if c is not None]
-        need = max(j for j, _ in wanted) + 1
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        if lengths.size and lengths.min() < need:
-            bad = int(np.argmin(lengths >= need))
-            raise DataError(f"{source}: line {bad + 1} has {lengths[bad]} fields, expected at least {need} "
-                            f"({', '.join(c for c in columns if c)}); is the file truncated or the separator wrong?")
-        data = {c: np.array([r[j].strip() for r in rows]) for j, c in wanted}
-        for c in ("value", "timestamp"):
-            if c in data:
-                try:
-                    data[c] = data[c].astype(np.float64)
-                except ValueError as exc:
-                    raise DataError(f"{source}: column {c!r} is not numeric ({exc}).") from None
-        for c in ("user", "item"):
-            if c not in data:
-                raise DataError(f"columns must name a 'user' and an 'item' column, got {columns}.")
-            arr = data[c]
-            if all(_is_int(v) for v in arr[:1000]) and all(_is_int(v) for v in arr):
-                data[c] = arr.astype(np.int64)
-        ts = data.get("timestamp")
-        if ts is not None and np.all(ts == np.floor(ts)):
-            ts = ts.astype(np.int64)
-        return cls.from_arrays(data["user"], data["item"], data.get("value"), ts, **kwargs)
+            _check_header(first, columns, str(path))
+            table, lines = table.slice(1), lines[1:]
+        if table.num_rows == 0:
+            raise DataError(f"{path} has a header but no rows.")
+        if not text.endswith(("\n", "\r")):
+            _check_last_line(table, columns, lines, str(path))
+        data = {}
+        for j, role in enumerate(columns):
+            if role is not None:
+                data[role] = _convert_column(table.column(j), role, lines, str(path))
+        return cls.from_arrays(data["user"], data["item"], data.get("value"), data.get("timestamp"), **kwargs)
 
     @classmethod
     def from_parquet(cls, path, user_col: str = "user", item_col: str = "item", value_col: str | None = None,
@@ -373,6 +395,10 @@ def _check_values(values, n: int) -> np.ndarray:
 def _check_timestamps(ts, n: int) -> np.ndarray:
     t = np.asarray(ts)
     if t.dtype.kind == "M":
+        nat = np.isnat(t).reshape(-1)
+        if nat.any():
+            row = int(np.argmax(nat))
+            raise DataError(f"timestamps contains NaT (not a time) at row {row}; every event needs a time.")
         t = t.astype("datetime64[s]").astype(np.int64)
     if t.dtype.kind not in "iuf":
         raise DataError(f"timestamps must be numeric or datetime64, got dtype {t.dtype}.")
@@ -388,8 +414,173 @@ def _check_timestamps(ts, n: int) -> np.ndarray:
 
 
 def _datetime_to_seconds(series) -> np.ndarray:
-    arr = series.to_numpy()
-    return np.asarray(arr).astype("datetime64[s]").astype(np.int64)
+    arr = np.asarray(series.to_numpy())
+    nat = np.isnat(arr) if arr.dtype.kind == "M" else np.zeros(arr.shape, bool)
+    if nat.any():
+        raise DataError(f"timestamps contains NaT (not a time) at row {int(np.argmax(nat))}; every event needs a time.")
+    return arr.astype("datetime64[s]").astype(np.int64)
+
+
+_ROLES = ("user", "item", "value", "timestamp")
+_INT_RE = r"^(0|-?[1-9][0-9]*)$"  # canonical integers: '007' stays a string id, distinct from '7'
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    """The file's text: gunzipped (errors name the file), strictly decoded (errors name the
+    line and byte offset), without a byte-order mark."""
+    import codecs
+    import gzip
+    import zlib
+
+    raw = path.read_bytes()
+    if path.name.lower().endswith(".gz"):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(f"{path} is not a readable gzip file ({exc}); is it truncated or not gzipped?") from None
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"encoding == {encoding!r} is not a known codec.") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} (byte offset {exc.start}) holds bytes {raw[exc.start:exc.end]!r} that "
+                        f"are not valid {encoding}; pass encoding= the file's encoding (e.g. 'latin-1').") from None
+    return text.removeprefix("\ufeff")
+
+
+def _parse_delimited(text: str, sep, n_columns: int, source: str):
+    """Parse with pyarrow.csv into string columns; returns (table, physical line number of
+    each row). Whitespace and multi-character separators become a tab first."""
+    import re
+
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if sep is None or sep == " ":
+        text = re.sub(r"[ \t]+", "\t", re.sub(r"(?m)^[ \t]+|[ \t]+$", "", text))
+        sep = "\t"
+    elif len(sep) > 1:
+        text = text.replace(sep, "\x1f")
+        sep = "\x1f"
+    bad = []
+
+    def invalid(row):
+        bad.append(row)
+        return "skip"
+
+    names = [f"c{j}" for j in range(max(n_columns, 1))]
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(text.encode("utf-8")),
+            read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=invalid),
+            convert_options=pacsv.ConvertOptions(column_types={f"f{j}": pa.string() for j in range(64)},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid as exc:
+        msg = str(exc)
+        hint = " (an unterminated quote?)" if '"' in msg else ""
+        raise DataError(f"{source}: not a readable delimited file{hint}: {msg}") from None
+    physical = _nonblank_line_numbers(text)
+    if bad:
+        row = bad[0]
+        line = physical[row.number - 1] if row.number is not None and row.number - 1 < len(physical) else "?"
+        raise DataError(f"{source}: line {line} has {row.actual_columns} fields, expected {row.expected_columns} "
+                        f"like the first line ({row.text[:60]!r}); is the file truncated or the separator wrong?")
+    if table.num_columns < n_columns:
+        raise DataError(f"{source}: line {physical[0]} has {table.num_columns} fields, expected at least {n_columns} "
+                        f"(columns={tuple(names)}); is the file truncated or the separator wrong?")
+    table = table.rename_columns([f"c{j}" for j in range(table.num_columns)])
+    return table, physical[:table.num_rows]
+
+
+def _nonblank_line_numbers(text: str) -> np.ndarray:
+    """1-based physical line numbers of the lines pyarrow keeps (it skips empty lines)."""
+    lines = np.array(text.splitlines(), dtype=object) if text else np.empty(0, object)
+    keep = np.frompyfunc(bool, 1, 1)(lines).astype(bool) if lines.size else np.empty(0, bool)
+    return np.flatnonzero(keep) + 1
+
+
+def _looks_like_header(first, columns, table) -> bool:
+    """A first line is a header when a field names a role, or holds text above a column that
+    is numeric everywhere else."""
+    import pyarrow.compute as pac
+
+    if any(f.strip().lower() in _ROLES for f in first):
+        return True
+    if table.num_rows < 2:
+        return False
+    for j in range(min(len(columns), table.num_columns)):
+        rest = pac.utf8_trim_whitespace(table.column(j).slice(1))
+        head = first[j].strip()
+        if _is_number(head):
+            continue
+        try:
+            pac.cast(rest, "float64")
+        except Exception:  # the column below is not numeric either: no evidence
+            continue
+        return True
+    return False
+
+
+def _check_header(first, columns, source: str) -> None:
+    names = [f.strip().lower() for f in first]
+    swapped = [(j, n) for j, n in enumerate(names)
+               if n in _ROLES and j < len(columns) and columns[j] != n and n in columns]
+    if swapped:
+        j, n = swapped[0]
+        raise DataError(f"{source}: the header names column {j + 1} {first[j].strip()!r} but columns= puts "
+                        f"{columns[j]!r} there (header {tuple(f.strip() for f in first)}, columns "
+                        f"{tuple(columns)}); are the columns swapped? Pass columns= in the file's order.")
+    if not all(n == c for n, c in zip(names, columns) if c is not None):
+        warnings.warn(f"{source}: header {tuple(f.strip() for f in first)} is read by position as "
+                      f"{tuple(columns)}.", stacklevel=3)
+
+
+def _check_last_line(table, columns, lines, source: str) -> None:
+    """A file that ends without a newline may have been cut inside its last field: refuse when
+    that field is shorter than every other value of its column."""
+    import pyarrow.compute as pac
+
+    if table.num_rows < 2:
+        return
+    j = table.num_columns - 1
+    col = pac.utf8_length(pac.utf8_trim_whitespace(table.column(j))).to_numpy(zero_copy_only=False)
+    if col[-1] < col[:-1].min():
+        raise DataError(f"{source}: the last line ({lines[-1]}) ends without a newline and its last field "
+                        f"({str(table.column(j)[-1])!r}) is shorter than every other value of that column; "
+                        "the file looks cut. If it is complete, end it with a newline.")
+
+
+def _convert_column(col, role: str, lines, source: str) -> np.ndarray:
+    """Strings -> ids (canonical integers become int64, anything else stays a string) or
+    numbers (value: float; timestamp: int64 when every entry is an integer, else float)."""
+    import pyarrow as pa
+    import pyarrow.compute as pac
+
+    col = pac.utf8_trim_whitespace(col)
+    is_int = pac.match_substring_regex(col, _INT_RE)
+    all_int = bool(pac.all(is_int).as_py())
+    if role in ("user", "item"):
+        if all_int:
+            try:
+                return pac.cast(col, pa.int64()).to_numpy()
+            except pa.ArrowInvalid:  # >= 2**63: kept as text ids, never wrapped
+                pass
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=str)
+    if role == "timestamp" and all_int:
+        try:
+            return pac.cast(col, pa.int64()).to_numpy()
+        except pa.ArrowInvalid:
+            pass
+    try:
+        return pac.cast(col, pa.float64()).to_numpy()
+    except pa.ArrowInvalid:
+        values = col.to_pylist()
+        row = next(r for r, v in enumerate(values) if not _is_number(v))  # error path only
+        raise DataError(f"{source}: line {lines[row]}: column {role!r} is not numeric ({values[row]!r}).") from None
 
 
 def _is_number(s: str) -> bool:
@@ -398,10 +589,6 @@ def _is_number(s: str) -> bool:
         return True
     except ValueError:
         return False
-
-
-def _is_int(s: str) -> bool:
-    return s.isdigit() or (s[:1] == "-" and s[1:].isdigit())
 
 
 def read_interactions(path, **kwargs) -> Interactions:
