@@ -119,6 +119,7 @@ class EASE(Recommender):
             X = X.copy()
             X.sum_duplicates()
         dtype = np.dtype(self.dtype)
+        _check_gram_range(X, dtype)
         budget = int(self.max_memory) if self.max_memory is not None else available_memory()
         method, device = self._choose_method(X, dtype, device, budget, k)
         self.method_, self.device_ = method, device
@@ -138,6 +139,11 @@ class EASE(Recommender):
         else:
             self.weights_ = self._fit_sparse(X, dtype, budget, min(k, max(self.n_items_ - 1, 1)), stage_done)
         bar.close()
+        W = self.weights_.data if sp.issparse(self.weights_) else self.weights_
+        if not np.isfinite(W).all():
+            raise DataError(f"EASE produced non-finite weights ({self.dtype}, l2={self.l2}): X^T X + Lambda is too "
+                            "ill-conditioned for this precision. Rescale the weights (e.g. binarize or log1p), "
+                            "raise l2, or use dtype='float64'.")
         self.timings_ = times
         return self
 
@@ -312,6 +318,18 @@ def _invert_cuda(G: np.ndarray) -> None:
     P /= -torch.diagonal(P).clone()[None, :]
     P.fill_diagonal_(0.0)
     host.copy_(P)
+
+
+def _check_gram_range(X: sp.csr_matrix, dtype: np.dtype) -> None:
+    """Refuse weights whose Gram matrix ``X^T X`` would overflow ``dtype``: its diagonal (the
+    largest entries) is each item's sum of squared weights, computed here in float64, O(nnz)."""
+    sq = np.bincount(X.indices, weights=np.square(X.data.astype(np.float64)), minlength=X.shape[1])
+    limit = np.finfo(dtype).max / 16  # headroom for the solve
+    if not np.isfinite(sq).all() or sq.max() > limit:
+        item = int(np.argmax(np.where(np.isfinite(sq), sq, np.inf)))
+        raise DataError(f"EASE: the Gram matrix X^T X overflows {dtype}: item {item}'s sum of squared weights is "
+                        f"{sq[item]:.3g} (largest weight {X.data.max():.3g}), over {limit:.3g}. Rescale the weights "
+                        "(e.g. binarize or log1p)" + (", or use dtype='float64'." if dtype == np.float32 else "."))
 
 
 def _check_info(info: int, what: str) -> None:

@@ -67,20 +67,16 @@ class UserTable:
         arr = np.atleast_1d(np.asarray(users))
         if self.user_map is None:
             if arr.dtype.kind not in "iu":
-                raise UnknownUserError(f"user ids must be internal integer ids here, got {arr.dtype} values.")
+                arr = _integer_ids(arr, "user ids must be internal integer ids here")
             bad = (arr < 0) | (arr >= self.n_users)
             if bad.any():
                 raise UnknownUserError(f"unknown user {arr[bad][0]!r}: internal ids are 0..{self.n_users - 1}.")
             return arr.astype(np.int64)
         ids = self.user_map.ids
         if ids.dtype.kind in "iu" and arr.dtype.kind not in "iu":
-            conv = []
-            for u in arr:  # request strings like "42" for integer ids
-                try:
-                    conv.append(int(u))
-                except (TypeError, ValueError):
-                    raise UnknownUserError(f"unknown user {u!r}: this index's user ids are integers.") from None
-            arr = np.asarray(conv, np.int64)
+            arr = _integer_ids(arr, "this index's user ids are integers")
+        elif arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+            raise UnknownUserError(f"unknown user {arr.max()!r}: user ids fit int64.")
         elif ids.dtype.kind in "US":
             arr = arr.astype(str)
         rows = self.user_map.to_internal(arr, missing="ignore")
@@ -93,3 +89,23 @@ class UserTable:
 
     def history(self, rows: np.ndarray):
         return self.user_items[rows]
+
+
+def _integer_ids(arr: np.ndarray, expected: str) -> np.ndarray:
+    """Requested ids (strings like "42", Python ints of any size, integral floats) as int64;
+    anything else, or a value outside int64 (``10**30``), is an UnknownUserError (a 4xx, never
+    an OverflowError). A loop over the few ids of one request, not over interactions."""
+    out = np.empty(arr.size, np.int64)
+    for j, u in enumerate(arr.tolist()):
+        try:
+            if isinstance(u, (bool, np.bool_)):
+                raise ValueError
+            v = int(u) if not isinstance(u, float) or u.is_integer() else None
+            if v is None:
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise UnknownUserError(f"unknown user {u!r}: {expected}.") from None
+        if not -2**63 <= v < 2**63:
+            raise UnknownUserError(f"unknown user {u!r}: {expected}, and this one is outside the int64 range.")
+        out[j] = v
+    return out
