@@ -28,6 +28,15 @@ from recfb.utils.validation import check_positive_int
 
 LOSSES = ("bce", "gbce", "sampled_softmax", "softmax")
 
+# ``iterations=None`` (the default): epochs chosen by early stopping on validation (the user's
+# ``valid``, else the last training item of HOLDOUT_FRACTION of the sequences, at least
+# HOLDOUT_MIN and at most HOLDOUT_MAX of them, held out of training). The rule and its
+# constants come from benchmarks/defaults_sequential.py (RESULTS.md).
+HOLDOUT_FRACTION, HOLDOUT_MIN, HOLDOUT_MAX = 0.1, 1000, 5000
+EVAL_STEPS = 100  # ``eval_every=None``: validate about every this many optimiser steps
+AUTO_PATIENCE = 5  # validations without improvement before stopping
+AUTO_MAX_EPOCHS = 500
+
 
 # ---------------------------------------------------------------------- sequences
 def pack_sequences(seqs) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +63,30 @@ def pad_left(indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, max_len: i
     src = np.repeat(stop - keep, keep) + offset
     out[r, max_len - np.repeat(keep, keep) + offset] = items[src] + shift
     return out
+
+
+def holdout_last(indptr: np.ndarray, items: np.ndarray, min_length: int, n_users: int, seed):
+    """Hold out the last item of up to ``n_users`` seeded random sequences longer than
+    ``min_length`` (so each keeps at least ``min_length`` items). Returns the remaining packed
+    sequences ``(indptr, items)``, the held-out sequences' rows (sorted) and their last items."""
+    lengths = np.diff(indptr)
+    eligible = np.flatnonzero(lengths > min_length)
+    take = min(int(n_users), eligible.size)
+    users = np.sort(np.random.default_rng(seed).choice(eligible, take, replace=False)) if take else eligible
+    last = indptr[users + 1] - 1
+    keep = np.ones(items.size, bool)
+    keep[last] = False
+    lengths = lengths.copy()
+    lengths[users] -= 1
+    out = np.zeros_like(indptr)
+    np.cumsum(lengths, out=out[1:])
+    return out, items[keep], users, items[last]
+
+
+def auto_eval_every(n_sequences: int, batch_size: int) -> int:
+    """``eval_every=None``: about every :data:`EVAL_STEPS` optimiser steps, in whole epochs."""
+    steps_per_epoch = max(math.ceil(n_sequences / batch_size), 1)
+    return max(1, round(EVAL_STEPS / steps_per_epoch))
 
 
 def gbce_beta(num_negatives: int, n_items: int, t: float) -> float:
@@ -176,6 +209,19 @@ class SASRec(Recommender):
     NDCG@10 with ``fit(..., valid=...)``: full ranking, history excluded, when None; else the
     sampled protocol, the validation item among that many uniform negatives).
 
+    Epochs (``iterations``): the epoch at which validation peaks moves with the data, the loss
+    and the learning rate (from tens to hundreds in ``benchmarks/defaults_sequential.py``), so
+    ``iterations=None`` (the default) derives it at fit time by early stopping, and the fitted
+    ``iterations_`` says which epoch's weights were kept. The validation is the user's
+    ``valid`` when given; otherwise the last training item of 10% of the sequences (at least
+    1,000, at most 5,000; seeded by ``random_state``) is held out of training and ranked
+    (NDCG@10, full ranking) every ``eval_every`` epochs; training stops after ``patience``
+    validations without improvement (None: 5), at most 500 epochs, the best epoch's weights are
+    restored and the held-out items go back into the stored histories. ``eval_every=None``
+    validates about every 100 optimiser steps (``max(1, round(100 / steps_per_epoch))`` epochs)
+    with ``iterations=None``, and every epoch with a fixed ``iterations`` (which trains exactly
+    that many epochs, with early stopping only when ``patience`` and ``valid`` are given).
+
     Training runs on the common epoch loop (:class:`recfb.train.sequence.SequenceTrainer`):
     batches of ``batch_size`` random users, Adam with betas (0.9, 0.98) as the original code,
     bfloat16 autocast on CUDA, checkpoints, callbacks. Inside a batch, sequences of similar
@@ -195,10 +241,10 @@ class SASRec(Recommender):
 
     causal = True
 
-    def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
+    def __init__(self, *, factors: int = 50, iterations: int | None = None, learning_rate: float = 3e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 1,
                  dropout: float = 0.2, loss: str = "bce", num_negatives: int = 1, gbce_t: float = 0.75,
-                 l2: float = 0.0, patience=None, eval_every: int = 1, valid_negatives=None, random_state=0,
+                 l2: float = 0.0, patience=None, eval_every: int | None = None, valid_negatives=None, random_state=0,
                  device="auto"):
         self.factors = factors
         self.iterations = iterations
@@ -222,9 +268,11 @@ class SASRec(Recommender):
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
-        for name in ("factors", "iterations", "batch_size", "max_len", "num_blocks", "num_heads", "num_negatives",
-                     "eval_every"):
+        for name in ("factors", "batch_size", "max_len", "num_blocks", "num_heads", "num_negatives"):
             check_positive_int(getattr(self, name), name)
+        for name in ("iterations", "eval_every"):
+            if getattr(self, name) is not None:
+                check_positive_int(getattr(self, name), name)
         if self.loss not in LOSSES:
             raise ValueError(f"loss == {self.loss!r}, must be one of {LOSSES}.")
         if self.factors % self.num_heads:
@@ -273,6 +321,18 @@ class SASRec(Recommender):
         self._check_params()
         indptr, items = self._sequences(interactions)
         n_users, n_items = interactions.n_users, interactions.n_items
+        auto = self.iterations is None
+        held_users = None
+        if auto and valid is None and valid_metric is None:
+            # the epochs are chosen on held-out last items, which are not trained on
+            indptr_all, items_all = indptr, items
+            n_held = int(np.clip(round(HOLDOUT_FRACTION * n_users), HOLDOUT_MIN, HOLDOUT_MAX))
+            indptr, items, held_users, held_items = holdout_last(indptr_all, items_all, self._min_length(), n_held,
+                                                                 self.random_state)
+            if held_users.size == 0:
+                warnings.warn(f"iterations=None: no sequence is longer than {self._min_length()} items, so none "
+                              f"can lend its last item to choose the epochs; training {AUTO_MAX_EPOCHS // 2} epochs.",
+                              stacklevel=2)
         lengths = np.diff(indptr)
         trainable = np.flatnonzero(lengths >= self._min_length())
         if trainable.size == 0:
@@ -295,9 +355,18 @@ class SASRec(Recommender):
             if valid_X.shape != (n_users, n_items):
                 raise DataError(f"valid has shape {valid_X.shape}, expected {(n_users, n_items)}.")
             validate = self._make_validator(hist_X, valid_X, valid_users, valid_metric)
-        config = TrainConfig(epochs=self.iterations, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                             optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience,
-                             eval_every=self.eval_every, seed=self.random_state, show_progress=show_progress,
+        elif valid_metric is not None:
+            validate = self._make_validator(hist_X, None, None, valid_metric)
+        elif held_users is not None and held_users.size:
+            valid_X = sp.csr_matrix((np.ones(held_users.size, np.float32), (held_users, held_items)),
+                                    shape=(n_users, n_items))
+            validate = self._make_validator(hist_X, valid_X, held_users)
+        epochs = self.iterations if not auto else AUTO_MAX_EPOCHS if validate is not None else AUTO_MAX_EPOCHS // 2
+        self.eval_every_ = self.eval_every or (auto_eval_every(trainable.size, self.batch_size) if auto else 1)
+        self.patience_ = self.patience if self.patience is not None else AUTO_PATIENCE if auto else None
+        config = TrainConfig(epochs=epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                             optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience_,
+                             eval_every=self.eval_every_, seed=self.random_state, show_progress=show_progress,
                              checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
                              time_limit=time_limit)
         trainer = SequenceTrainer(net, self._batch_loss, trainable, config, dev,
@@ -307,6 +376,9 @@ class SASRec(Recommender):
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch_
         self.stopped_by_ = trainer.stopped_by
+        self.iterations_ = trainer.best_epoch_ or len(trainer.history)  # the epoch whose weights were kept
+        if held_users is not None:  # the held-out items go back into the stored histories
+            self.hist_indptr_, self.hist_items_ = indptr_all, items_all
         net.eval()
         self._export()
         return self
@@ -501,10 +573,10 @@ class gSASRec(SASRec):  # noqa: N801 - the paper's name
                     "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3),
                     "num_negatives": ("int", 16, 512, "log"), "gbce_t": ("float", 0.0, 1.0)}
 
-    def __init__(self, *, factors: int = 50, iterations: int = 200, learning_rate: float = 1e-3,
+    def __init__(self, *, factors: int = 50, iterations: int | None = None, learning_rate: float = 3e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 1,
                  dropout: float = 0.2, num_negatives: int = 256, gbce_t: float = 0.75, l2: float = 0.0,
-                 patience=None, eval_every: int = 1, valid_negatives=None, random_state=0, device="auto"):
+                 patience=None, eval_every: int | None = None, valid_negatives=None, random_state=0, device="auto"):
         super().__init__(factors=factors, iterations=iterations, learning_rate=learning_rate, batch_size=batch_size,
                          max_len=max_len, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, loss="gbce",
                          num_negatives=num_negatives, gbce_t=gbce_t, l2=l2, patience=patience, eval_every=eval_every,
@@ -528,9 +600,9 @@ class BERT4Rec(SASRec):
 
     causal = False
 
-    def __init__(self, *, factors: int = 64, iterations: int = 200, learning_rate: float = 1e-3,
+    def __init__(self, *, factors: int = 64, iterations: int | None = None, learning_rate: float = 1e-3,
                  batch_size: int = 128, max_len: int = 50, num_blocks: int = 2, num_heads: int = 2,
-                 dropout: float = 0.1, mask_prob: float = 0.2, l2: float = 0.0, patience=None, eval_every: int = 1,
+                 dropout: float = 0.1, mask_prob: float = 0.2, l2: float = 0.0, patience=None, eval_every: int | None = None,
                  valid_negatives=None, random_state=0, device="auto"):
         super().__init__(factors=factors, iterations=iterations, learning_rate=learning_rate, batch_size=batch_size,
                          max_len=max_len, num_blocks=num_blocks, num_heads=num_heads, dropout=dropout, loss="softmax",
