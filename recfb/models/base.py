@@ -258,21 +258,27 @@ class Recommender:
     def _set_state(self, arrays: dict) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def save(self, path, metadata: dict | None = None) -> Path:
-        """Write arrays + JSON metadata (class, parameters, versions, sha256 of each array) to an
-        ``.npz`` file. Never pickles; :func:`recfb.load` reads it back. ``metadata`` (JSON-able,
-        e.g. the dataset and split a model was trained on) comes back as ``model.metadata_``."""
+    def save(self, path, metadata: dict | None = None):
+        """Write arrays + JSON metadata (class, parameters, versions, dtype, shape and sha256 of
+        each array) to an ``.npz`` file, or to a writable binary file object (as implicit's
+        ``save``). Never pickles; :func:`recfb.load` (or ``Class.load``) reads it back.
+        ``metadata`` (JSON-able, e.g. the dataset and split a model was trained on) comes back
+        as ``model.metadata_``. Refuses NaN/inf in any array; a failed write leaves nothing
+        behind (the file is written to ``<path>.tmp`` and renamed)."""
         check_is_fitted(self, "n_items_")
         arrays = {k: np.ascontiguousarray(v) for k, v in self._get_state().items()}
         for k, v in arrays.items():
-            if v.dtype == object:
+            if v.dtype.hasobject:
                 raise TypeError(f"state array {k!r} has dtype object, which cannot be saved without pickle.")
+            if v.dtype.kind in "fc" and not np.isfinite(v).all():
+                raise ValueError(f"state array {k!r} of {type(self).__name__} holds {int((~np.isfinite(v)).sum())} "
+                                 "NaN or infinite values; refusing to save a broken model.")
         arrays["n_users_"] = np.asarray(self.n_users_, np.int64)
         arrays["n_items_"] = np.asarray(self.n_items_, np.int64)
         params = self.get_params()
         try:
-            json.dumps(params)
-        except TypeError as exc:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as exc:
             raise TypeError(f"{type(self).__name__} parameters must be JSON-serialisable to save: {exc}") from None
         meta = {
             "format": FORMAT,
@@ -283,61 +289,301 @@ class Recommender:
             "params": params,
             "user_metadata": metadata or {},
             "sha256": {k: _digest(v) for k, v in arrays.items()},
+            "arrays": {k: [v.dtype.str, list(v.shape)] for k, v in arrays.items()},
         }
         arrays[_METADATA_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+        if hasattr(path, "write"):
+            np.savez(path, **arrays)
+            return path
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
         return path
+
+    @classmethod
+    def load(cls, path) -> "Recommender":
+        """Load a model file (path or binary file object) written by :meth:`save`, as
+        implicit's ``Model.load``; the file must hold this class (or a subclass)."""
+        model = load(path)
+        if not isinstance(model, cls):
+            raise FormatError(f"{_label(path)} holds a {type(model).__name__}, not a {cls.__name__}; "
+                              "use recfb.load to read any model.")
+        return model
+
+    # ------------------------------------------------------------------ load-time validation
+    def _check_params(self) -> None:
+        """Parameter checks the model's ``fit`` starts with (type and range); models override."""
+        check_common = getattr(self, "_check_common", None)
+        if check_common is not None:
+            check_common()
+
+    def _check_state(self, arrays: dict) -> None:
+        """Every state array's dtype, shape and finiteness against the parameters and
+        ``n_users_``/``n_items_``; raises ValueError naming the array. The arrays recfb's
+        models store are checked by name; a model with other arrays extends this."""
+        nu, ni = self.n_users_, self.n_items_
+        for name, a in arrays.items():
+            if a.dtype.kind not in "biuf":
+                raise ValueError(f"array {name!r} has dtype {a.dtype}, expected a numeric one.")
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                raise ValueError(f"array {name!r} holds NaN or infinite values.")
+
+        def want(name, dtypes, shape):
+            a = arrays[name]
+            if a.dtype not in [np.dtype(d) for d in dtypes]:
+                raise ValueError(f"array {name!r} has dtype {a.dtype}, expected {' or '.join(map(str, dtypes))}.")
+            if len(a.shape) != len(shape) or any(w is not None and w != g for w, g in zip(shape, a.shape)):
+                raise ValueError(f"array {name!r} has shape {a.shape}, expected {tuple(shape)} "
+                                 f"({nu} users, {ni} items).")
+            return a
+
+        factors = getattr(self, "factors", None)
+        widths = set()
+        for name, rows in (("user_factors", nu), ("item_factors", ni)):
+            if name in arrays:
+                a = want(name, ["float32"], (rows, None))
+                # biases add up to two columns (MF stores them as extra factor columns)
+                if isinstance(factors, int) and not factors <= a.shape[1] <= factors + 2:
+                    raise ValueError(f"array {name!r} has {a.shape[1]} columns, expected factors == {factors}.")
+                widths.add(a.shape[1])
+        if len(widths) > 1:
+            raise ValueError(f"user_factors and item_factors have different widths {sorted(widths)}.")
+        for name in ("item_popularity_", "propensity"):
+            if name in arrays:
+                want(name, ["float32", "float64"], (ni,))
+        if "weights_" in arrays:
+            want("weights_", ["float32"], (ni, ni))
+        for prefix in sorted({k[:-len(".indptr")] for k in arrays if k.endswith(".indptr")}):
+            unpack_csr(prefix, arrays, shape=(ni, ni))
+        if "hist_indptr" in arrays:
+            indptr = want("hist_indptr", ["int64"], (nu + 1,))
+            items = want("hist_items", ["int64", "int32"], (None,))
+            if indptr[0] != 0 or indptr[-1] != items.size or np.any(np.diff(indptr) < 0):
+                raise ValueError("hist_indptr is not a non-decreasing offset array from 0 to len(hist_items).")
+            if items.size and (items.min() < 0 or items.max() >= ni):
+                raise ValueError(f"hist_items holds item ids outside 0..{ni - 1}.")
+
+
+def _label(file) -> str:
+    return str(getattr(file, "name", "<file object>")) if hasattr(file, "read") else str(file)
+
+
+def _check_param_types(cls, params: dict) -> None:
+    """Each stored parameter has the type of the constructor's default (an int where the
+    default is an int, a number where it is a float, ...); None and other defaults are left
+    to the model's own checks."""
+    sig = inspect.signature(cls.__init__)
+    for name, value in params.items():
+        default = sig.parameters[name].default
+        if default is None or default is inspect.Parameter.empty or value is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{name} == {value!r}, expected a {type(default).__name__} like the default {default!r}.")
 
 
 def load(path) -> Recommender:
-    """Load a model written by :meth:`Recommender.save` (no unpickling; checksums verified)."""
-    path = Path(path)
-    if not path.exists():
+    """Load a model written by :meth:`Recommender.save` from a path or a binary file object
+    (no unpickling). Checks, in order: the zip directory's declared sizes against the
+    metadata's shapes (before anything is decompressed), format and version, every array's
+    sha256, the parameters (types and the model's own checks), and every array's dtype,
+    shape and finiteness against the parameters. Any failure raises FormatError."""
+    label = _label(path)
+    if not hasattr(path, "read") and not Path(path).exists():
         raise FileNotFoundError(f"no such model file: {path}")
     arrays, meta = read_npz_with_metadata(path, FORMAT, FORMAT_VERSION, what="recfb model")
-    cls = _REGISTRY.get(meta.get("class"))
+    cls = _REGISTRY.get(meta.get("class")) if isinstance(meta.get("class"), str) else None
     if cls is None:
-        raise FormatError(f"{path}: unknown model class {meta.get('class')!r}; known: {sorted(_REGISTRY)}.")
-    model = cls(**meta["params"])
-    model.n_users_ = int(arrays.pop("n_users_"))
-    model.n_items_ = int(arrays.pop("n_items_"))
-    model._set_state(arrays)
-    model.metadata_ = meta.get("user_metadata", {})
+        raise FormatError(f"{label}: unknown model class {meta.get('class')!r}; known: {sorted(_REGISTRY)}.")
+    params, user_meta = meta.get("params"), meta.get("user_metadata", {})
+    if not isinstance(params, dict) or not isinstance(user_meta, dict):
+        raise FormatError(f"{label}: the metadata's params and user_metadata must be JSON objects.")
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        raise FormatError(f"{label}: {cls.__name__} has no parameters {unknown}; the file is corrupted or from "
+                          "another recfb.")
+    try:
+        _check_param_types(cls, params)
+        model = cls(**params)
+        model._check_params()
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{label}: invalid parameters for {cls.__name__}: {exc}") from None
+    for name in ("n_users_", "n_items_"):
+        a = arrays.pop(name, None)
+        if a is None or a.shape != () or a.dtype != np.int64 or not 0 <= int(a) < 2**31:
+            raise FormatError(f"{label}: {name} must be a scalar int64 in 0..2**31-1, got {a!r}.")
+        setattr(model, name, int(a))
+    try:
+        model._check_state(arrays)
+        model._set_state(arrays)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise FormatError(f"{label}: the arrays do not fit a {cls.__name__} of these parameters: "
+                          f"{type(exc).__name__}: {exc}") from None
+    model.metadata_ = user_meta
     return model
 
 
+#: cap on the embedded JSON metadata's size
+_MAX_METADATA_BYTES = 16 << 20
+#: room for an .npy header beyond the array's bytes (headers are a few hundred bytes)
+_NPY_HEADER_SLACK = 1 << 16
+
+
+def read_npz(raw: bytes, label: str, what: str, expected: dict | None = None) -> dict:
+    """The arrays of an ``.npz`` held in ``raw`` (no pickle), reading nothing it has not
+    sized first: every member's declared uncompressed size must be at most its expected
+    size (``expected``: name -> (dtype str, shape), else the file's own size), and each .npy
+    header's shape must account for exactly the member's bytes, before any data is read."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+        infos = zf.infolist()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise FormatError(f"{label} is not a readable {what} file (truncated or not an .npz): {exc}") from None
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
+        raise FormatError(f"{label}: the archive's members {names[:5]} are not distinct .npy files.")
+    arrays = {}
+    for info in infos:
+        name = info.filename[:-4]
+        if expected is not None:
+            spec = expected.get(name)
+            if spec is None:
+                raise FormatError(f"{label}: array {name!r} is not in the metadata; file tampered with.")
+            cap = _spec_nbytes(spec, label, name) + _NPY_HEADER_SLACK
+        else:
+            cap = max(len(raw), _MAX_METADATA_BYTES) if name == _METADATA_KEY else len(raw)
+        if info.file_size > cap:
+            raise FormatError(f"{label}: member {info.filename!r} declares {info.file_size} bytes uncompressed, more "
+                              f"than the {cap} its metadata allows; refusing to decompress it.")
+        try:
+            with zf.open(info) as fh:
+                arrays[name] = _read_npy(fh, info.file_size)
+        except FormatError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:
+            raise FormatError(f"{label}: member {info.filename!r} is not a readable array "
+                              f"({type(exc).__name__}: {exc}).") from None
+        if expected is not None and [arrays[name].dtype.str, list(arrays[name].shape)] != list(expected[name]):
+            raise FormatError(f"{label}: array {name!r} is {arrays[name].dtype.str} {arrays[name].shape}, the metadata "
+                              f"says {expected[name]}; file tampered with.")
+    return arrays
+
+
+def _spec_nbytes(spec, label, name) -> int:
+    try:
+        dtype, shape = np.dtype(spec[0]), [int(x) for x in spec[1]]
+        if dtype.hasobject or any(x < 0 for x in shape):
+            raise ValueError("object dtype or negative extent")
+        return int(np.prod(shape, dtype=object)) * dtype.itemsize
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise FormatError(f"{label}: the metadata's entry for array {name!r} is not (dtype, shape): {exc}") from None
+
+
+def _read_npy(fh, size: int) -> np.ndarray:
+    """One .npy member, its header checked against ``size`` before its data is read."""
+    from numpy.lib import format as npy
+    version = npy.read_magic(fh)
+    if version == (1, 0):
+        shape, fortran, dtype = npy.read_array_header_1_0(fh)
+    elif version in ((2, 0), (3, 0)):
+        shape, fortran, dtype = npy.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"npy format version {version}")
+    if dtype.hasobject:
+        raise FormatError(f"an array of dtype {dtype} (objects) cannot be read without pickle.")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if fh.tell() + nbytes != size:  # the header's shape must account for exactly the member's bytes
+        raise FormatError(f"an array header declares shape {shape} ({nbytes} bytes) in a member of {size} bytes.")
+    buf = bytearray(nbytes)
+    view = memoryview(buf)
+    got = 0
+    while got < nbytes:
+        n = fh.readinto(view[got:])
+        if not n:
+            raise FormatError(f"an array of shape {shape} is truncated ({got} of {nbytes} bytes).")
+        got += n
+    a = np.frombuffer(buf, dtype=dtype)
+    return a.reshape(shape, order="F" if fortran else "C")
+
+
 def read_npz_with_metadata(path, fmt: str, version: int, what: str):
-    """Read an ``.npz`` + embedded JSON metadata and verify format, version and checksums."""
+    """Read an ``.npz`` (path or binary file object) + embedded JSON metadata and verify
+    sizes, format, version and checksums."""
+    label = _label(path)
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-        with np.load(io.BytesIO(raw), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise FormatError(f"{path} is not a readable {what} file (truncated or not an .npz): {exc}") from None
-    if _METADATA_KEY not in arrays:
-        raise FormatError(f"{path} has no recfb metadata; it is not a {what} file.")
+        if hasattr(path, "read"):
+            raw = path.read()
+        else:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+    except OSError as exc:
+        raise FormatError(f"{label} is not a readable {what} file: {exc}") from None
+    if not isinstance(raw, bytes):
+        raise TypeError(f"the file object must be opened in binary mode, got {type(raw).__name__} from read().")
+    # the metadata first (capped), then every other array sized by it
     try:
-        meta = json.loads(arrays.pop(_METADATA_KEY).tobytes().decode())
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+        has_meta = _METADATA_KEY + ".npy" in zf.namelist()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise FormatError(f"{label} is not a readable {what} file (truncated or not an .npz): {exc}") from None
+    if not has_meta:
+        raise FormatError(f"{label} has no recfb metadata; it is not a {what} file.")
+    meta_raw = _read_member(raw, zf, _METADATA_KEY, label, what)
+    try:
+        meta = json.loads(meta_raw.tobytes().decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FormatError(f"{path}: metadata is not valid JSON ({exc}).") from None
+        raise FormatError(f"{label}: metadata is not valid JSON ({exc}).") from None
+    if not isinstance(meta, dict):
+        raise FormatError(f"{label}: metadata is a JSON {type(meta).__name__}, not an object.")
     if meta.get("format") != fmt:
-        raise FormatError(f"{path} holds {meta.get('format')!r}, not a {what} ({fmt!r}).")
+        raise FormatError(f"{label} holds {meta.get('format')!r}, not a {what} ({fmt!r}).")
     found = meta.get("format_version")
-    if not isinstance(found, int) or found > version:
-        raise FormatError(f"{path} was written in format version {found}, newer than this recfb "
+    if not isinstance(found, int) or isinstance(found, bool) or found > version:
+        raise FormatError(f"{label} was written in format version {found!r}, newer than this recfb "
                           f"({__version__}) reads (<= {version}); upgrade recfb.")
-    sums = meta.get("sha256", {})
+    sums, specs = meta.get("sha256", {}), meta.get("arrays")
+    if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+        raise FormatError(f"{label}: the metadata's sha256 entry is not an object of digests.")
+    if specs is not None:
+        if not isinstance(specs, dict):
+            raise FormatError(f"{label}: the metadata's arrays entry is not an object.")
+        specs = {**specs, _METADATA_KEY: ["|u1", [int(meta_raw.size)]]}
+    arrays = read_npz(raw, label, what, expected=specs)
+    arrays.pop(_METADATA_KEY, None)
     if set(sums) != set(arrays):
-        raise FormatError(f"{path}: arrays {sorted(arrays)} do not match the metadata {sorted(sums)}; file tampered with.")
+        raise FormatError(f"{label}: arrays {sorted(arrays)} do not match the metadata {sorted(sums)}; file tampered with.")
     for k, v in arrays.items():
         if _digest(v) != sums[k]:
-            raise FormatError(f"{path}: checksum mismatch for array {k!r}; the file is corrupted or was tampered with.")
+            raise FormatError(f"{label}: checksum mismatch for array {k!r}; the file is corrupted or was tampered with.")
     return arrays, meta
+
+
+def _read_member(raw, zf, name, label, what) -> np.ndarray:
+    info = zf.getinfo(name + ".npy")
+    if info.file_size > _MAX_METADATA_BYTES:
+        raise FormatError(f"{label}: its metadata declares {info.file_size} bytes; refusing to decompress it.")
+    try:
+        with zf.open(info) as fh:
+            return _read_npy(fh, info.file_size)
+    except FormatError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:
+        raise FormatError(f"{label} is not a readable {what} file (truncated?): {type(exc).__name__}: {exc}") from None
 
 
 def _digest(a: np.ndarray) -> str:
@@ -354,9 +600,30 @@ def pack_csr(prefix: str, M: sp.csr_matrix) -> dict:
             f"{prefix}.shape": np.asarray(M.shape, np.int64)}
 
 
-def unpack_csr(prefix: str, arrays: dict) -> sp.csr_matrix:
-    shape = tuple(int(x) for x in arrays[f"{prefix}.shape"])
-    return sp.csr_matrix((arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape)
+def unpack_csr(prefix: str, arrays: dict, shape: tuple | None = None) -> sp.csr_matrix:
+    """The CSR matrix :func:`pack_csr` stored, its structure checked (ValueError naming the
+    problem): ``shape`` (when given) matches, indptr runs from 0 to nnz without decreasing,
+    every column index is in range, data is finite float32."""
+    try:
+        data, indices, indptr, stored = (arrays[f"{prefix}.{k}"] for k in ("data", "indices", "indptr", "shape"))
+    except KeyError as exc:
+        raise ValueError(f"the CSR matrix {prefix!r} lacks its {exc} array.") from None
+    if stored.shape != (2,) or stored.dtype.kind not in "iu" or stored.min() < 0:
+        raise ValueError(f"{prefix}.shape is {stored!r}, expected two non-negative ints.")
+    n_rows, n_cols = (int(x) for x in stored)
+    if shape is not None and (n_rows, n_cols) != tuple(shape):
+        raise ValueError(f"the CSR matrix {prefix!r} has shape {(n_rows, n_cols)}, expected {tuple(shape)}.")
+    if data.dtype != np.float32 or data.ndim != 1 or not np.isfinite(data).all():
+        raise ValueError(f"{prefix}.data must be finite float32 (1-D), got {data.dtype} {data.shape}.")
+    for name, a in (("indices", indices), ("indptr", indptr)):
+        if a.dtype not in (np.int32, np.int64) or a.ndim != 1:
+            raise ValueError(f"{prefix}.{name} must be 1-D int32/int64, got {a.dtype} {a.shape}.")
+    if indices.size != data.size or indptr.size != n_rows + 1 or indptr[0] != 0 or indptr[-1] != data.size \
+            or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"the CSR matrix {prefix!r} has an inconsistent indptr/indices/data.")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{prefix}.indices holds column ids outside 0..{n_cols - 1}.")
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
 def topk(scores: np.ndarray, k: int):

@@ -25,8 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb._version import __version__
+from recfb.models.base import read_npz
 from recfb.serving import _faiss
-from recfb.utils.errors import FormatError
+from recfb.utils.errors import DataError, FormatError
 
 FORMAT = "recfb-item-index"
 FORMAT_VERSION = 1
@@ -123,6 +124,19 @@ def read_metadata(path) -> dict:
     for key in ("kind", "metric", "n_items", "sha256"):
         if key not in meta:
             raise FormatError(f"{path / META} lacks {key!r}; the index is corrupted.")
+    checks = {"kind": str, "metric": str, "n_items": int, "sha256": dict, "dim": (int, type(None)),
+              "params": (dict, type(None)), "query_kind": (str, type(None)), "has_users": (bool, type(None)),
+              "model_class": (str, type(None))}
+    for key, types in checks.items():
+        value = meta.get(key)
+        if not isinstance(value, types) or (isinstance(value, bool) and key in ("n_items", "dim")):
+            raise FormatError(f"{path / META}: {key} == {value!r} is not a {types}; the index is corrupted.")
+    if meta["n_items"] < 0 or (meta.get("dim") is not None and meta["dim"] < 1):
+        raise FormatError(f"{path / META}: n_items == {meta['n_items']}, dim == {meta.get('dim')} out of range.")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["sha256"].items()):
+        raise FormatError(f"{path / META}: sha256 must map file names to digests.")
+    if any("/" in k or "\\" in k or k.startswith(".") for k in meta["sha256"]):
+        raise FormatError(f"{path / META}: file names {sorted(meta['sha256'])} are not plain names.")
     return meta
 
 
@@ -142,6 +156,9 @@ def load_index(cls, path, device: str = "auto"):
             raise FormatError(f"{path / name}: checksum mismatch; the file is corrupted or was tampered with.")
     arrays = _read_arrays(path / ARRAYS_FILE)
     n_items = int(meta["n_items"])
+    ids = arrays.get("item_ids")
+    if ids is not None and (ids.ndim != 1 or ids.size != n_items):
+        raise FormatError(f"{path / ARRAYS_FILE}: item_ids has shape {ids.shape}, expected ({n_items},).")
     device = _resolve_device(device, meta["kind"])
     if meta.get("query_kind") == "history":
         if MODEL_FILE not in sums:
@@ -168,20 +185,44 @@ def load_index(cls, path, device: str = "auto"):
     if meta.get("has_users"):
         items = None
         if "user_items.indptr" in arrays:
-            shape = tuple(int(x) for x in arrays["user_items.shape"])
-            items = sp.csr_matrix((arrays["user_items.data"], arrays["user_items.indices"],
-                                   arrays["user_items.indptr"]), shape=shape)
-        index.attach_users(user_items=items, user_vectors=arrays.get("user_vectors"), user_ids=arrays.get("user_ids"))
+            try:
+                shape = tuple(int(x) for x in arrays["user_items.shape"])
+                # structure and index bounds: check_csr in attach_users (DataError naming the index)
+                items = sp.csr_matrix((arrays["user_items.data"], arrays["user_items.indices"],
+                                       arrays["user_items.indptr"]), shape=shape)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise FormatError(f"{path / ARRAYS_FILE}: the stored user rows are not a CSR matrix: {exc}") from None
+            if items.shape[1] != n_items:
+                raise FormatError(f"{path / ARRAYS_FILE}: user_items has {items.shape[1]} columns, the index "
+                                  f"{n_items} items.")
+        vectors = arrays.get("user_vectors")
+        if vectors is not None and (vectors.dtype != np.float32 or vectors.ndim != 2
+                                    or vectors.shape[1] != (meta.get("dim") or vectors.shape[1])
+                                    or not np.isfinite(vectors).all()):
+            raise FormatError(f"{path / ARRAYS_FILE}: user_vectors is {vectors.dtype} {vectors.shape}, expected "
+                              f"finite float32 (n_users, {meta.get('dim')}).")
+        try:
+            index.attach_users(user_items=items, user_vectors=vectors, user_ids=arrays.get("user_ids"))
+        except DataError:  # check_csr's, naming the bad entry
+            raise
+        except (TypeError, ValueError, IndexError) as exc:
+            raise FormatError(f"{path}: the stored users do not fit the index: {exc}") from None
     index.metadata_ = meta
     return index
 
 
 def _read_arrays(file: Path) -> dict:
+    """The index's arrays (no pickle; every member sized against the file before it is
+    decompressed), none of them holding NaN or infinities."""
     try:
-        with np.load(file, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raw = file.read_bytes()
+    except OSError as exc:
         raise FormatError(f"{file} is not a readable array file: {exc}") from None
+    arrays = read_npz(raw, str(file), "recfb index array")
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise FormatError(f"{file}: array {name!r} holds NaN or infinite values.")
+    return arrays
 
 
 def _file_digest(file: Path) -> str:
