@@ -34,7 +34,8 @@ LOSSES = ("bce", "gbce", "sampled_softmax", "softmax")
 # constants come from benchmarks/defaults_sequential.py (RESULTS.md).
 HOLDOUT_FRACTION, HOLDOUT_MIN, HOLDOUT_MAX = 0.1, 1000, 5000
 EVAL_STEPS = 100  # ``eval_every=None``: validate about every this many optimiser steps
-AUTO_PATIENCE = 5  # validations without improvement before stopping
+AUTO_PATIENCE = 5  # validations without improvement before stopping, at least ...
+AUTO_PATIENCE_FRACTION = 0.5  # ... and at least this fraction of the best epoch so far
 AUTO_MAX_EPOCHS = 500
 
 
@@ -87,6 +88,23 @@ def auto_eval_every(n_sequences: int, batch_size: int) -> int:
     """``eval_every=None``: about every :data:`EVAL_STEPS` optimiser steps, in whole epochs."""
     steps_per_epoch = max(math.ceil(n_sequences / batch_size), 1)
     return max(1, round(EVAL_STEPS / steps_per_epoch))
+
+
+class GrowingPatience:
+    """Epoch callback of ``iterations=None``: keeps the loop's patience (in validations) at
+    ``max(AUTO_PATIENCE, ceil(AUTO_PATIENCE_FRACTION * best_epoch / eval_every))``, so that a
+    run that is still improving late may also wait longer (gBCE, for one, can sit on a plateau
+    for hundreds of steps before it climbs)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def __call__(self, epoch, logs):
+        scores = [(h["valid"], -h["epoch"]) for h in self.trainer.history if "valid" in h]
+        if scores:  # from the whole history (a resumed run included), first best epoch as the loop
+            best_epoch = -max(scores)[1]
+            config = self.trainer.config
+            config.patience = max(AUTO_PATIENCE, math.ceil(AUTO_PATIENCE_FRACTION * best_epoch / config.eval_every))
 
 
 def gbce_beta(num_negatives: int, n_items: int, t: float) -> float:
@@ -216,8 +234,9 @@ class SASRec(Recommender):
     ``valid`` when given; otherwise the last training item of 10% of the sequences (at least
     1,000, at most 5,000; seeded by ``random_state``) is held out of training and ranked
     (NDCG@10, full ranking) every ``eval_every`` epochs; training stops after ``patience``
-    validations without improvement (None: 5), at most 500 epochs, the best epoch's weights are
-    restored and the held-out items go back into the stored histories. ``eval_every=None``
+    validations without improvement (None: 5, or half the best epoch so far when that is more:
+    :class:`GrowingPatience`), at most 500 epochs; the best epoch's weights are restored and the
+    held-out items go back into the stored histories. ``eval_every=None``
     validates about every 100 optimiser steps (``max(1, round(100 / steps_per_epoch))`` epochs)
     with ``iterations=None``, and every epoch with a fixed ``iterations`` (which trains exactly
     that many epochs, with early stopping only when ``patience`` and ``valid`` are given).
@@ -363,6 +382,7 @@ class SASRec(Recommender):
             validate = self._make_validator(hist_X, valid_X, held_users)
         epochs = self.iterations if not auto else AUTO_MAX_EPOCHS if validate is not None else AUTO_MAX_EPOCHS // 2
         self.eval_every_ = self.eval_every or (auto_eval_every(trainable.size, self.batch_size) if auto else 1)
+        # patience_: the validations it starts with (iterations=None: grows with the best epoch)
         self.patience_ = self.patience if self.patience is not None else AUTO_PATIENCE if auto else None
         config = TrainConfig(epochs=epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                              optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience_,
@@ -372,6 +392,8 @@ class SASRec(Recommender):
         trainer = SequenceTrainer(net, self._batch_loss, trainable, config, dev,
                                   fingerprint=self._fingerprint(indptr, items), validate=validate,
                                   callbacks=callbacks)
+        if auto and self.patience is None and validate is not None:
+            trainer.callbacks.append(GrowingPatience(trainer))
         trainer.fit()
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch_

@@ -8,7 +8,8 @@ from recfb.data import Interactions
 from recfb.data.split import leave_one_out
 from recfb.evaluation import ranking_metrics
 from recfb.models import BERT4Rec, SASRec, gSASRec, sequential
-from recfb.models.sequential import auto_eval_every, holdout_last, pack_sequences
+from recfb.models.sequential import GrowingPatience, auto_eval_every, holdout_last, pack_sequences
+from recfb.train import TrainConfig
 
 N_ITEMS = 12
 
@@ -54,6 +55,7 @@ def test_auto_eval_every_is_about_eval_steps_optimiser_steps():
 def test_defaults_derive_epochs_by_early_stopping_on_held_out_last_items(cls, monkeypatch):
     monkeypatch.setattr(sequential, "EVAL_STEPS", 6)  # 3 steps an epoch here: validate every 2 epochs
     monkeypatch.setattr(sequential, "AUTO_MAX_EPOCHS", 80)
+    assert sequential.AUTO_PATIENCE_FRACTION == 0.5
     seen = {}
     make_validator = cls._make_validator
 
@@ -82,8 +84,9 @@ def test_defaults_derive_epochs_by_early_stopping_on_held_out_last_items(cls, mo
     assert model.eval_every_ == 2 and model.patience_ == sequential.AUTO_PATIENCE == 5
     epochs = [h["epoch"] for h in model.history_ if "valid" in h]
     assert epochs == list(range(2, len(model.history_) + 1, 2))
-    if model.stopped_by_ == "patience":
-        assert epochs[-1] - model.best_epoch_ == 2 * model.patience_
+    if model.stopped_by_ == "patience":  # 5 validations, or half the best epoch when that is more
+        waited = max(5, int(np.ceil(0.5 * model.best_epoch_ / 2)))
+        assert epochs[-1] - model.best_epoch_ == 2 * waited
     else:
         assert model.stopped_by_ == "epochs" and len(model.history_) == 80
     assert model.iterations_ == model.best_epoch_
@@ -113,3 +116,20 @@ def test_bad_iterations_and_eval_every_are_refused():
     for kw in ({"iterations": 0}, {"eval_every": 0}, {"iterations": 2.5}):
         with pytest.raises((TypeError, ValueError), match=next(iter(kw))):
             SASRec(device="cpu", **kw).fit(train, show_progress=False)
+
+
+def test_growing_patience_is_half_the_best_epoch_in_validations():
+    class Trainer:  # the callback reads the loop's history and config only
+        def __init__(self, eval_every):
+            self.history, self.config = [], TrainConfig(eval_every=eval_every, patience=5)
+
+    t = Trainer(eval_every=4)
+    cb = GrowingPatience(t)
+    curve = {4: 0.1, 8: 0.3, 12: 0.2, 40: 0.3, 44: 0.5, 48: 0.4, 88: 0.5}
+    want = {4: 5, 8: 5, 12: 5, 40: 5, 44: 6, 48: 6, 88: 6}  # ceil(0.5 * 44 / 4) = 6; ties keep the first best
+    for epoch in range(1, 89):
+        logs = {"epoch": epoch, **({"valid": curve[epoch]} if epoch in curve else {})}
+        t.history.append(logs)
+        cb(epoch, logs)
+        if epoch in want:
+            assert t.config.patience == want[epoch], epoch
