@@ -16,6 +16,13 @@ Scores are higher-is-better: inner products, or ``-||q - x||^2`` for L2 (compute
 before selection; rows with fewer than ``k`` eligible items come back padded with id -1 and
 score ``-inf``.
 
+Bit-identical scores whatever the load: every score is computed by a matrix product of one
+fixed shape, ``GEMM_ROWS`` queries (the last group zero-padded) x one item tile, with tile
+edges fixed by the catalogue alone, in a thread whose BLAS runs single-threaded. A query's
+scores then do not depend on the batch it came in, its position there, the number of threads
+or concurrent callers. (Measured with MKL: products of 1-8 rows, or of other widths or thread
+counts, differ from each other in the last bit for some dimensions; one fixed shape does not.)
+
 Threads: on CPU the tiles are shared out to a pool of ``torch.get_num_threads()`` worker
 threads that each run torch single-threaded (query blocks, or item ranges of one block when
 the batch is small), instead of letting every small tile operation fork and join OpenMP
@@ -34,6 +41,10 @@ import torch
 
 GROUP = 32
 TILE_ELEMENTS = 256 * 4096
+#: queries per matrix product on CPU (the fixed shape that makes scores reproducible)
+GEMM_ROWS = 8
+#: items per tile on CPU (fixed: tile edges must not depend on the batch)
+ITEM_TILE = 8192
 NEG_INF = float("-inf")
 
 
@@ -48,22 +59,23 @@ class ExactSearcher:
         self.n_items, self.dim = vectors.shape
         self.items = torch.from_numpy(vectors).to(self.device)  # zero-copy on CPU
         self.sq_norms = (self.items * self.items).sum(1) if metric == "l2" else None
-        self.item_block = item_block  # None: chosen per call from the batch size
         if self.device.type == "cuda":
-            # one tile spans the whole catalogue: GPU kernels prefer few large launches
-            self.item_block = item_block or self.n_items
+            # one tile spans the whole catalogue: GPU kernels prefer few large launches; every
+            # product has query_block rows (padded), one shape for every call
+            self.item_block = item_block or max(self.n_items, 1)
             self.query_block = query_block or max(1, min(4096, (512 << 20) // (4 * max(self.n_items, 1))))
+            self.gemm_rows = self.query_block
         else:
+            self.item_block = item_block or min(max(self.n_items, 1), ITEM_TILE)
             self.query_block = query_block or 256
+            self.gemm_rows = min(GEMM_ROWS, self.query_block)
+        # the products' right-hand side, laid out once: (dim, n_items) row-major
+        self.items_t = self.items.T.contiguous()
 
     def _item_block(self, n_rows: int) -> int:
-        """Items per tile: a tile of about TILE_ELEMENTS scores (4 MiB, cache-sized) for full
-        query blocks, wider for small batches so a single query is not cut into hundreds of
-        tiny tiles."""
-        if self.item_block:
-            return self.item_block
-        width = TILE_ELEMENTS // max(1, min(n_rows, self.query_block))
-        return int(min(self.n_items, max(4096, width // GROUP * GROUP)))
+        """Items per tile: fixed per catalogue (never per batch), so that every score comes
+        from the same product shape."""
+        return self.item_block
 
     def search(self, queries: np.ndarray, k: int, exclude=None, banned: np.ndarray | None = None):
         """Top-``k`` per row of ``queries`` (float32, n x dim).
@@ -92,7 +104,7 @@ class ExactSearcher:
 
         def run(block, part):
             start, stop = block
-            with torch.inference_mode():
+            with torch.inference_mode(), _serial_blas():
                 q = torch.from_numpy(np.ascontiguousarray(queries[start:stop])).to(self.device)
                 excl = None if exclude is None else _exclusion_by_column(exclude[start:stop], edges, self.device)
                 return self._search_tiles(q, k, excl, banned_t, edges, cuts[part], cuts[part + 1])
@@ -108,18 +120,42 @@ class ExactSearcher:
                 ids, scores = _merge([p[0] for p in parts], [p[1] for p in parts], k)
                 if self.sq_norms is not None:
                     q = torch.from_numpy(np.ascontiguousarray(queries[start:stop])).to(self.device)
-                    scores = scores - (q * q).sum(1, keepdim=True)
+                    scores = scores - self._query_sq_norms(q)[:, None]
                 ids = ids.masked_fill(torch.isneginf(scores), -1)
                 out_ids[start:stop] = ids.cpu().numpy()
                 out_scores[start:stop] = scores.cpu().numpy()
         return out_ids, out_scores
+
+    def _scores(self, q: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+        """``q @ items[lo:hi].T`` by products of exactly ``gemm_rows`` x (hi - lo): the
+        same shape for every call, so the same query gets the same bits in any batch."""
+        rows, R = q.shape[0], self.gemm_rows
+        padded = -(-rows // R) * R
+        if padded != rows:
+            q = torch.cat([q, q.new_zeros((padded - rows, q.shape[1]))])
+        rhs = self.items_t[:, lo:hi]
+        out = torch.empty((padded, hi - lo), dtype=q.dtype, device=q.device)
+        for a in range(0, padded, R):  # a handful of products per tile, not a loop over items
+            torch.mm(q[a:a + R], rhs, out=out[a:a + R])
+        return out[:rows]
+
+    def _query_sq_norms(self, q: torch.Tensor) -> torch.Tensor:
+        """``||q||^2`` per row, as the diagonal of fixed-shape ``gemm_rows`` x ``gemm_rows``
+        products (a plain sum's reduction order would depend on the batch)."""
+        rows, R = q.shape[0], self.gemm_rows
+        padded = -(-rows // R) * R
+        if padded != rows:
+            q = torch.cat([q, q.new_zeros((padded - rows, q.shape[1]))])
+        with _serial_blas():
+            out = torch.cat([torch.mm(q[a:a + R], q[a:a + R].T).diagonal() for a in range(0, padded, R)])
+        return out[:rows]
 
     def _search_tiles(self, q: torch.Tensor, k: int, excl, banned, edges, first: int, last: int):
         """Partial top-k of one query block over item tiles ``first..last-1`` (global ids)."""
         parts_ids, parts_scores = [], []
         for tile in range(first, last):
             lo, hi = int(edges[tile]), int(edges[tile + 1])
-            s = q @ self.items[lo:hi].T
+            s = self._scores(q, lo, hi)
             if self.sq_norms is not None:
                 s.mul_(2.0).sub_(self.sq_norms[lo:hi])
             if excl is not None:
@@ -165,6 +201,32 @@ def _worker_pool():
         return pool
 
 
+class _serial_blas:
+    """Run the products in this thread single-threaded (OpenMP and MKL limits of this thread
+    only, restored afterwards): BLAS splits a product differently by thread count. Pool
+    workers already are; a no-op there and where torch uses one thread."""
+
+    def __enter__(self):
+        self.saved = None
+        hooks = _serial_thread_hooks()
+        if hooks is not None and torch.get_num_threads() > 1:
+            omp_set, mkl_local, omp_get = hooks
+            self.saved = (omp_get(), mkl_local(1) if mkl_local is not None else None)
+            if self.saved[0] > 1:
+                omp_set(1)
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            omp_set, mkl_local, _ = _serial_thread_hooks()
+            omp_threads, mkl_threads = self.saved
+            if omp_threads > 1:
+                omp_set(omp_threads)
+            if mkl_local is not None:
+                mkl_local(mkl_threads)
+        return False
+
+
 def _serial_thread_hooks():
     """torch's own OpenMP and MKL per-thread limits, when this build has them."""
     global _HOOKS
@@ -176,7 +238,8 @@ def _serial_thread_hooks():
             # the C entry point (takes an int); lower-case mkl_* names are the Fortran ones
             mkl_local = getattr(cpu, "MKL_Set_Num_Threads_Local", None)
             parallel = torch.__config__.parallel_info()
-            _HOOKS = (gomp.omp_set_num_threads, mkl_local) if "parallel backend: OpenMP" in parallel else None
+            _HOOKS = ((gomp.omp_set_num_threads, mkl_local, gomp.omp_get_max_threads)
+                      if "parallel backend: OpenMP" in parallel else None)
         except (OSError, AttributeError):
             _HOOKS = None
     return _HOOKS
@@ -189,7 +252,7 @@ def _make_thread_serial() -> None:
     """Make torch ops issued from this thread single-threaded (this thread only): torch sets
     a new thread's OpenMP limit on first use, so trigger that, then lower it."""
     torch.get_num_threads()
-    omp_set, mkl_local = _serial_thread_hooks()
+    omp_set, mkl_local, _ = _serial_thread_hooks()
     omp_set(1)
     if mkl_local is not None:
         mkl_local(1)
