@@ -8,10 +8,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from recfb.models import BPR, CML, EASE, MF, ImplicitALS, ImplicitBPR, ItemKNN, LightGCN, MostPopular
+from recfb.models.sequential import BERT4Rec, SASRec, gSASRec
 from recfb.utils.errors import DataError, DatasetNotFoundError, FormatError
 
 MODELS = {
@@ -24,7 +26,16 @@ MODELS = {
     "lightgcn": LightGCN,
     "implicit-als": ImplicitALS,
     "implicit-bpr": ImplicitBPR,
+    "sasrec": SASRec,
+    "gsasrec": gSASRec,
+    "bert4rec": BERT4Rec,
 }
+# Sequential models learn from ordered Interactions (not a matrix): leave-one-out splits, and
+# recfb.tune's "loo" protocol.
+SEQUENTIAL = ("sasrec", "gsasrec", "bert4rec")
+
+# Optional dependencies by import name -> the extra that installs them.
+EXTRAS = {"torch_geometric": "graph"}
 
 # The demo's line-up: every model at its defaults, exactly as a user writes it (the defaults are
 # chosen by benchmarks/defaults.py; benchmarks/RESULTS.md has the sweep).
@@ -83,6 +94,26 @@ def _split(data, how: str, test_fraction: float, seed: int):
     raise CLIError(f"unknown split {how!r}; choose one of {', '.join(SPLITS)}")
 
 
+def _split_for(model: str, split):
+    """The split a command uses: sequential models need leave-one-out (their default)."""
+    if model in SEQUENTIAL:
+        if split not in (None, "leave-one-out"):
+            raise CLIError(f"{model} is a sequential model: it trains on each user's history and is tested on "
+                           f"the next item; use --split leave-one-out (the default for it), not {split!r}")
+        return "leave-one-out"
+    return split or "random"
+
+
+def _check_output(path) -> Path:
+    """``-o`` must name a file in an existing folder (checked before any training)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"-o {path} is a directory; give a file path, e.g. {path / 'model.npz'}")
+    if not path.parent.is_dir():
+        raise CLIError(f"-o {path}: the folder {path.parent} does not exist")
+    return path
+
+
 def _ks(values) -> tuple:
     ks = tuple(values)
     for k in ks:
@@ -111,13 +142,16 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_train(args) -> int:
-    data = _load_dataset(args.dataset, args.data_dir, args.quiet)
-    train, _ = _split(data, args.split, args.test_fraction, args.seed)
+    output = _check_output(args.output)
     model = _make_model(args.model, _parse_params(args.param))
+    split_name = _split_for(args.model, args.split)
+    data = _load_dataset(args.dataset, args.data_dir, args.quiet)
+    train, _ = _split(data, split_name, args.test_fraction, args.seed)
     t0 = time.perf_counter()
-    model.fit(train.matrix, show_progress=not args.quiet)
+    model.fit(train if args.model in SEQUENTIAL else train.matrix, show_progress=not args.quiet)
     fit_s = time.perf_counter() - t0
-    meta = {"dataset": args.dataset, "split": args.split, "test_fraction": args.test_fraction,
+    args.output = output
+    meta = {"dataset": args.dataset, "split": split_name, "test_fraction": args.test_fraction,
             "seed": args.seed, "model": args.model, "fit_seconds": round(fit_s, 3)}
     path = model.save(args.output, metadata=meta)
     print(f"trained {model!r} on {train} in {fit_s:.2f} s; saved to {path}")
@@ -139,10 +173,36 @@ def cmd_evaluate(args) -> int:
     train, test = _split(data, split_name, fraction, seed)
     if model.n_items_ != data.n_items:
         raise CLIError(f"the model has {model.n_items_} items but {dataset} has {data.n_items}")
+    _check_same_split(meta, data, test, dataset, split_name, fraction, seed, args.allow_train_test_overlap)
     res = ranking_metrics(model, train.matrix, test.matrix, k=_ks(args.k), show_progress=not args.quiet)
     out = {k: round(float(v), 6) for k, v in res.items()}
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _check_same_split(meta, data, test, dataset, split_name, fraction, seed, allow: bool) -> None:
+    """Refuse to evaluate on a split other than the one the model was trained on: its test part
+    would hold the model's own training interactions (inflated metrics), unless ``allow``."""
+    if "split" not in meta:  # a model saved outside `recfb train`: nothing recorded to compare with
+        return
+    recorded = {"dataset": meta.get("dataset"), "split": meta.get("split"), "seed": meta.get("seed"),
+                "test_fraction": meta.get("test_fraction")}
+    requested = {"dataset": dataset, "split": split_name, "seed": seed, "test_fraction": fraction}
+    if recorded["split"] == "leave-one-out":  # seed and fraction do not change that split
+        recorded.update(seed=None, test_fraction=None)
+    if requested["split"] == "leave-one-out":
+        requested.update(seed=None, test_fraction=None)
+    differ = {k: (recorded[k], requested[k]) for k in recorded if recorded[k] != requested[k]}
+    if not differ or allow:
+        return
+    overlap = "an unknown number of"
+    if recorded["dataset"] == dataset and recorded["split"] in SPLITS:
+        rec_train, _ = _split(data, recorded["split"], meta.get("test_fraction", 0.2), meta.get("seed", 0))
+        overlap = f"{test.matrix.multiply(rec_train.matrix).nnz:,} of the {test.matrix.nnz:,}"
+    what = ", ".join(f"{k} {a!r} (recorded) vs {b!r}" for k, (a, b) in differ.items())
+    raise CLIError(f"this split differs from the one the model was trained on ({what}): {overlap} test "
+                   "interactions were in its training data, so the metrics would be inflated. Drop the option "
+                   "to use the recorded split, or pass --allow-train-test-overlap to evaluate anyway")
 
 
 def cmd_recommend(args) -> int:
@@ -259,8 +319,16 @@ def cmd_tune(args) -> int:
     if not 0 < args.valid_fraction < 1:
         raise CLIError(f"--valid-fraction == {args.valid_fraction}, must be in (0, 1)")
     cls = MODELS[args.model]
+    output = _check_output(args.output)
     params = _parse_params(args.param)
     model = _make_model(args.model, params)
+    sequential = args.model in SEQUENTIAL
+    args.split = _split_for(args.model, args.split)
+    protocol = args.protocol or ("loo" if sequential else "full")
+    if sequential and protocol != "loo":
+        raise CLIError(f"{args.model} is a sequential model: tune it with --protocol loo (its default), not {protocol!r}")
+    if not sequential and protocol == "loo":
+        raise CLIError(f"--protocol loo is for sequential models ({', '.join(SEQUENTIAL)}), not {args.model}")
     # --param fixes a parameter even at its default value
     space = {k: v for k, v in getattr(cls, "search_space", {}).items() if k not in params}
     data = _load_dataset(args.dataset, args.data_dir, args.quiet)
@@ -269,9 +337,10 @@ def cmd_tune(args) -> int:
                f"({args.split} split, seed {args.seed}); {args.metric} on valid")
     t0 = time.perf_counter()
     try:
-        result = tune.search(model, train.matrix, valid.matrix, metric=args.metric, n_trials=args.trials,
-                             timeout=args.timeout, space=space, seed=args.seed, storage=args.storage,
-                             study_name=args.study_name, protocol=args.protocol, show_progress=not args.quiet)
+        result = tune.search(model, train if sequential else train.matrix, valid if sequential else valid.matrix,
+                             metric=args.metric, n_trials=args.trials, timeout=args.timeout, space=space,
+                             seed=args.seed, storage=args.storage, study_name=args.study_name, protocol=protocol,
+                             show_progress=not args.quiet)
     except RuntimeError as exc:
         raise CLIError(str(exc)) from None
     seconds = time.perf_counter() - t0
@@ -297,7 +366,7 @@ def cmd_tune(args) -> int:
             "model": args.model, "tuned": {"metric": result.metric, "valid": result.best_value,
                                             "params": result.best_params, "trials": len(states),
                                             "valid_fraction": args.valid_fraction}}
-    path = result.best_model.save(args.output, metadata=meta)
+    path = result.best_model.save(output, metadata=meta)
     print(f"saved the refitted model to {path}")
     if args.plot:
         tune.plot(result, args.plot)
@@ -341,8 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="recfb", description="Recommenders from implicit feedback.",
                                 epilog="Example: recfb train --dataset ml-100k --model itemknn -o knn.npz && "
                                        "recfb evaluate --model knn.npz")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or log lines")
-    p.add_argument("--data-dir", default=None, help="dataset folder (default: $RECFB_DATA_DIR, then the cache)")
+    _global_options(p, None)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("datasets", help="list known datasets or show one's card")
@@ -351,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_datasets)
 
     def split_args(sp, defaults=True):
-        sp.add_argument("--split", choices=SPLITS, default="random" if defaults else None,
-                        help="how to hold out test data (default: random per-user 80/20)")
+        sp.add_argument("--split", choices=SPLITS, default=None,
+                        help="how to hold out test data (default: random per-user 80/20; leave-one-out for "
+                             "sequential models)" if defaults else "default: the split the model was trained on")
         sp.add_argument("--test-fraction", type=float, default=0.2 if defaults else None)
         sp.add_argument("--seed", type=int, default=0 if defaults else None)
 
@@ -368,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", required=True, help="a file written by `recfb train`")
     e.add_argument("--dataset", help="default: the dataset the model was trained on")
     e.add_argument("--k", type=int, nargs="+", default=[10, 20])
+    e.add_argument("--allow-train-test-overlap", action="store_true",
+                   help="evaluate on a split other than the model's own, although its test part then holds "
+                        "training interactions (inflated metrics)")
     split_args(e, defaults=False)
     e.set_defaults(func=cmd_evaluate)
 
@@ -396,7 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Optuna storage (sqlite:///study.db, or a journal file path): resume, or tune in parallel")
     u.add_argument("--study-name", default=None, help="default recfb-<Model>-<metric>")
     u.add_argument("--metric", default="ndcg@10", help="validation metric to maximise (default ndcg@10)")
-    u.add_argument("--protocol", choices=("full", "sampled"), default="full", help="validation protocol")
+    u.add_argument("--protocol", choices=("full", "sampled", "loo"), default=None,
+                   help="validation protocol (default: full; loo for sequential models)")
     u.add_argument("--param", action="append", metavar="KEY=VALUE", help="fixed model parameter (repeatable)")
     u.add_argument("--valid-fraction", type=float, default=0.1, help="share of each user's rows for validation")
     u.add_argument("--top", type=int, default=5, help="best trials shown")
@@ -410,19 +483,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("demo", help="the main job: leaderboard on the default dataset, then a few recommendations")
     m.set_defaults(func=cmd_demo)
+    for command in sub.choices.values():  # global options work after the sub-command too
+        _global_options(command, argparse.SUPPRESS)
     return p
+
+
+def _global_options(parser, default) -> None:
+    """``--quiet`` and ``--data-dir``; on sub-commands with a SUPPRESS default, so that giving
+    them before the sub-command is not undone by the sub-command's own default."""
+    parser.add_argument("--quiet", "-q", action="store_true", default=default or False,
+                        help="no progress bars or log lines")
+    parser.add_argument("--data-dir", default=default,
+                        help="dataset folder (default: $RECFB_DATA_DIR, then the cache); must exist")
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.data_dir is not None and not Path(args.data_dir).is_dir():
+            raise CLIError(f"--data-dir {args.data_dir} does not exist (or is not a folder)")
         return args.func(args)
-    except (CLIError, DataError, FormatError, DatasetNotFoundError, FileNotFoundError, KeyError, ValueError,
-            TypeError) as exc:
-        lines = [ln.strip() for ln in str(exc).strip("'\"").splitlines() if ln.strip()]
-        print(f"recfb: error: {'; '.join(lines) or type(exc).__name__}", file=sys.stderr)
-        return 2
+    except ImportError as exc:  # an optional dependency: name the extra that installs it
+        module = (exc.name or "").split(".")[0]
+        extra = EXTRAS.get(module)
+        hint = f"pip install recfb[{extra}]" if extra else f"pip install {module or 'the missing package'}"
+        return _fail(f"this needs the optional package {module or exc}: {hint}")
+    except (CLIError, DataError, FormatError, DatasetNotFoundError, OSError, KeyError, ValueError,
+            TypeError, MemoryError, RuntimeError) as exc:  # RuntimeError: torch/faiss refusing an argument
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)  # KeyError quotes
+        return _fail(text or type(exc).__name__)
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, exit status 2."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    print(f"recfb: error: {'; '.join(lines)}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

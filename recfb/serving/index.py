@@ -86,7 +86,7 @@ class ItemIndex:
         if kind not in KINDS:
             raise ValueError(f"kind == {kind!r}, must be one of {KINDS}.")
         vectors = _check_vectors(item_vectors)
-        params = _resolve_params(kind, index_params, vectors.shape[0])
+        params = _resolve_params(kind, index_params, vectors.shape[0], dim=vectors.shape[1])
         device = _resolve_device(device, kind)
         if kind == "exact":
             index = _faiss.build_flat(vectors, metric)
@@ -297,7 +297,7 @@ def _check_item_ids(item_ids, n_items: int) -> np.ndarray:
     return ids
 
 
-def _resolve_params(kind: str, given: dict, n_items: int) -> dict:
+def _resolve_params(kind: str, given: dict, n_items: int, dim: int | None = None) -> dict:
     defaults = DEFAULT_PARAMS[kind]
     unknown = sorted(set(given) - set(defaults))
     if unknown:
@@ -315,7 +315,19 @@ def _resolve_params(kind: str, given: dict, n_items: int) -> dict:
         params["nprobe"] = min(_positive(params["nprobe"], "nprobe"), params["nlist"])
         if params["pq_m"] is not None:
             params["pq_m"] = _positive(params["pq_m"], "pq_m")
+            if dim is not None and dim % params["pq_m"]:  # faiss aborts with a C++ assertion otherwise
+                raise ValueError(f"pq_m == {params['pq_m']}, must divide the vector dimension ({dim}) into "
+                                 "equal sub-vectors.")
+        elif "pq_bits" in given:
+            raise ValueError(f"pq_bits == {given['pq_bits']!r} was given without pq_m; product quantisation needs "
+                             "pq_m (sub-vectors per vector) too.")
         params["pq_bits"] = _positive(params["pq_bits"], "pq_bits")
+        if params["pq_bits"] > 16:
+            raise ValueError(f"pq_bits == {params['pq_bits']}, must be in 1..16 (bits per sub-vector code).")
+        if params["pq_m"] is not None and n_items < 2 ** params["pq_bits"]:
+            raise ValueError(f"pq_bits == {params['pq_bits']} trains {2 ** params['pq_bits']} codes per sub-vector but "
+                             f"there are only {n_items} items to train on; lower pq_bits (<= "
+                             f"{max(1, n_items.bit_length() - 1)}).")
     return params
 
 

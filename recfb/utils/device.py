@@ -10,7 +10,12 @@ def resolve_device(device="auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, str):
         raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}.")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:  # torch's message lists two dozen backends; say what recfb runs on
+        raise ValueError(f"device == {device!r}, must be 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device == {device!r}, must be 'auto', 'cpu', 'cuda' or 'cuda:N'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device == {device!r} but torch sees no CUDA device; use device='auto' or 'cpu'.")
     return dev
