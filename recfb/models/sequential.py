@@ -235,8 +235,11 @@ class SASRec(Recommender):
     1,000, at most 5,000; seeded by ``random_state``) is held out of training and ranked
     (NDCG@10, full ranking) every ``eval_every`` epochs; training stops after ``patience``
     validations without improvement (None: 5, or half the best epoch so far when that is more:
-    :class:`GrowingPatience`), at most 500 epochs; the best epoch's weights are restored and the
-    held-out items go back into the stored histories. ``eval_every=None``
+    :class:`GrowingPatience`), at most 500 epochs. With the held-out items, the network is then
+    trained again from its seeded start on every item for ``iterations_`` epochs (so nothing is
+    left out of the model; the selection run's logs are kept as ``selection_history_``); with
+    the user's ``valid``, the best epoch's weights are restored instead. The refit costs about
+    as much again as the selection run up to its best epoch. ``eval_every=None``
     validates about every 100 optimiser steps (``max(1, round(100 / steps_per_epoch))`` epochs)
     with ``iterations=None``, and every epoch with a fixed ``iterations`` (which trains exactly
     that many epochs, with early stopping only when ``patience`` and ``valid`` are given).
@@ -359,15 +362,36 @@ class SASRec(Recommender):
         self.n_users_, self.n_items_ = n_users, n_items
         self.hist_indptr_, self.hist_items_ = indptr, items
         self.device_ = dev = resolve_device(self.device)
-        with seeded_rng(0 if self.random_state is None else self.random_state, dev):
-            net = SequenceEncoder(n_items, self.factors, self.max_len, self.num_blocks, self.num_heads, self.dropout,
-                                  causal=self.causal).to(dev)
-        self.net_ = net
-        # negatives outside the user's history (SASRec's sampler); histories covering the whole
-        # catalogue get unchecked uniform items
-        hist_X = self._history_matrix()
-        self._history_negatives = VerifiedUniformNegatives(allow_full_users=True)
-        self._history_negatives.setup(hist_X, dev)
+        refit = held_users is not None and held_users.size > 0
+
+        def start(indptr, items):
+            """A fresh network and history sampler on these sequences; their training rows."""
+            self.hist_indptr_, self.hist_items_ = indptr, items
+            with seeded_rng(0 if self.random_state is None else self.random_state, dev):
+                self.net_ = SequenceEncoder(n_items, self.factors, self.max_len, self.num_blocks, self.num_heads,
+                                            self.dropout, causal=self.causal).to(dev)
+            # negatives outside the user's history (SASRec's sampler); histories covering the
+            # whole catalogue get unchecked uniform items
+            hist_X = self._history_matrix()
+            self._history_negatives = VerifiedUniformNegatives(allow_full_users=True)
+            self._history_negatives.setup(hist_X, dev)
+            return hist_X, np.flatnonzero(np.diff(indptr) >= self._min_length())
+
+        def train(trainable, epochs, validate, patience, eval_every, ckpt, grow=False):
+            config = TrainConfig(epochs=epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                                 optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=patience,
+                                 eval_every=eval_every, seed=self.random_state, show_progress=show_progress,
+                                 checkpoint=None if ckpt is None else str(ckpt), resume=resume and ckpt is not None,
+                                 time_limit=time_limit)
+            trainer = SequenceTrainer(self.net_, self._batch_loss, trainable, config, dev,
+                                      fingerprint=self._fingerprint(self.hist_indptr_, self.hist_items_),
+                                      validate=validate, callbacks=callbacks)
+            if grow:
+                trainer.callbacks.append(GrowingPatience(trainer))
+            trainer.fit()
+            return trainer
+
+        hist_X, trainable = start(indptr, items)
         validate = None
         if valid is not None:
             valid_X = sp.csr_matrix(valid.with_id_space(interactions.user_map, interactions.item_map).matrix)
@@ -376,7 +400,7 @@ class SASRec(Recommender):
             validate = self._make_validator(hist_X, valid_X, valid_users, valid_metric)
         elif valid_metric is not None:
             validate = self._make_validator(hist_X, None, None, valid_metric)
-        elif held_users is not None and held_users.size:
+        elif refit:
             valid_X = sp.csr_matrix((np.ones(held_users.size, np.float32), (held_users, held_items)),
                                     shape=(n_users, n_items))
             validate = self._make_validator(hist_X, valid_X, held_users)
@@ -384,24 +408,17 @@ class SASRec(Recommender):
         self.eval_every_ = self.eval_every or (auto_eval_every(trainable.size, self.batch_size) if auto else 1)
         # patience_: the validations it starts with (iterations=None: grows with the best epoch)
         self.patience_ = self.patience if self.patience is not None else AUTO_PATIENCE if auto else None
-        config = TrainConfig(epochs=epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                             optimizer="adam", betas=(0.9, 0.98), weight_decay=self.l2, patience=self.patience_,
-                             eval_every=self.eval_every_, seed=self.random_state, show_progress=show_progress,
-                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
-                             time_limit=time_limit)
-        trainer = SequenceTrainer(net, self._batch_loss, trainable, config, dev,
-                                  fingerprint=self._fingerprint(indptr, items), validate=validate,
-                                  callbacks=callbacks)
-        if auto and self.patience is None and validate is not None:
-            trainer.callbacks.append(GrowingPatience(trainer))
-        trainer.fit()
+        trainer = train(trainable, epochs, validate, self.patience_, self.eval_every_, None if refit else checkpoint,
+                        grow=auto and self.patience is None and validate is not None)
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch_
         self.stopped_by_ = trainer.stopped_by
         self.iterations_ = trainer.best_epoch_ or len(trainer.history)  # the epoch whose weights were kept
-        if held_users is not None:  # the held-out items go back into the stored histories
-            self.hist_indptr_, self.hist_items_ = indptr_all, items_all
-        net.eval()
+        if refit:  # again from the start on every item, the held-out ones included, for iterations_ epochs
+            self.selection_history_ = trainer.history
+            _, trainable = start(indptr_all, items_all)
+            self.history_ = train(trainable, self.iterations_, None, None, 1, checkpoint).history
+        self.net_.eval()
         self._export()
         return self
 

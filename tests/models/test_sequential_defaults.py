@@ -82,14 +82,17 @@ def test_defaults_derive_epochs_by_early_stopping_on_held_out_last_items(cls, mo
         assert seen["train_rows"][u].nnz == np.unique(seqs[u][:-1]).size
     # validated every eval_every_ = round(6 / 3) = 2 epochs, stopped after AUTO_PATIENCE bad ones
     assert model.eval_every_ == 2 and model.patience_ == sequential.AUTO_PATIENCE == 5
-    epochs = [h["epoch"] for h in model.history_ if "valid" in h]
-    assert epochs == list(range(2, len(model.history_) + 1, 2))
+    selection = model.selection_history_
+    epochs = [h["epoch"] for h in selection if "valid" in h]
+    assert epochs == list(range(2, len(selection) + 1, 2))
     if model.stopped_by_ == "patience":  # 5 validations, or half the best epoch when that is more
         waited = max(5, int(np.ceil(0.5 * model.best_epoch_ / 2)))
         assert epochs[-1] - model.best_epoch_ == 2 * waited
     else:
-        assert model.stopped_by_ == "epochs" and len(model.history_) == 80
+        assert model.stopped_by_ == "epochs" and len(selection) == 80
     assert model.iterations_ == model.best_epoch_
+    # then refitted on everything for iterations_ epochs, without validation
+    assert len(model.history_) == model.iterations_ and not any("valid" in h for h in model.history_)
     # the stored histories are the whole train sequences again (held-out items restored) ...
     np.testing.assert_array_equal(model.hist_items_, np.concatenate(seqs))
     # ... and the model is trained: the cyclic next item is found for most users
@@ -100,6 +103,7 @@ def test_fixed_iterations_train_exactly_that_many_epochs_on_everything():
     train, _, _ = leave_one_out(cyclic(), by="row")
     model = SASRec(iterations=3, factors=16, max_len=8, batch_size=32, device="cpu").fit(train, show_progress=False)
     assert len(model.history_) == 3 and model.iterations_ == 3 and model.best_epoch_ is None
+    assert not hasattr(model, "selection_history_")
     assert not any("valid" in h for h in model.history_) and model.patience_ is None and model.eval_every_ == 1
 
 
@@ -133,3 +137,14 @@ def test_growing_patience_is_half_the_best_epoch_in_validations():
         cb(epoch, logs)
         if epoch in want:
             assert t.config.patience == want[epoch], epoch
+
+
+def test_defaults_with_a_validation_set_stop_on_it_and_keep_the_best_epoch(monkeypatch):
+    monkeypatch.setattr(sequential, "EVAL_STEPS", 3)  # validate every epoch (3 steps an epoch)
+    monkeypatch.setattr(sequential, "AUTO_MAX_EPOCHS", 12)
+    train, valid, _ = leave_one_out(cyclic(), by="row")
+    model = SASRec(factors=16, max_len=8, batch_size=32, device="cpu").fit(train, valid=valid, show_progress=False)
+    assert not hasattr(model, "selection_history_") and model.eval_every_ == 1
+    scores = [h["valid"] for h in model.history_]
+    assert model.iterations_ == model.best_epoch_ == int(np.argmax(scores)) + 1
+    np.testing.assert_array_equal(model.hist_items_, np.concatenate(train.sequences("row")))
