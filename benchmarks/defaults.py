@@ -27,6 +27,7 @@ import time
 import warnings
 
 import numpy as np
+from _defaults_noisy import SPECIAL
 from _report import emit, shared_data_dir
 
 import recfb
@@ -118,6 +119,9 @@ def report(results, args):
              f"({torch.get_num_threads()} threads), numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), "
              f"recfb {recfb.__version__}; {os.cpu_count()} cores", ""]
     for family, rows in results.items():
+        if family in SPECIAL:  # the unbiased objectives and the denoisers: their own protocols and tables
+            lines += SPECIAL[family].report(rows, args.quick)
+            continue
         _, grid = FAMILIES[family]
         lines += [f"### {family}: grid {json.dumps(QUICK[family] if args.quick else grid)}", "",
                   "| dataset | shape | MostPopular | grid winner | winner NDCG@10 (fit s) | default NDCG@10 (fit s) "
@@ -134,14 +138,16 @@ def report(results, args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    ap.add_argument("--families", nargs="+", default=list(FAMILIES) + list(SPECIAL),
+                    choices=list(FAMILIES) + list(SPECIAL))
     ap.add_argument("--datasets", nargs="+", default=None)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--output", default=None)
     args = ap.parse_args(argv)
     datasets = args.datasets or (["ml-100k"] if args.quick else list(DATASETS))
-    results = {f: sweep(f, datasets, args.quick, args.quiet) for f in args.families}
+    results = {f: SPECIAL[f].sweep(SPECIAL[f].pick(args.datasets, args.quick), args.quick, args.quiet)
+               if f in SPECIAL else sweep(f, datasets, args.quick, args.quiet) for f in args.families}
     emit(report(results, args), args.output)
 
 

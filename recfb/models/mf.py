@@ -125,6 +125,18 @@ class MF(EmbeddingRecommender):
     device : "auto", "cpu" or "cuda"
     num_threads : int, default 0
         Threads of the fused kernel (0 = all cores).
+    propensity : "popularity" or array, default "popularity"
+        Exposure propensities of ``loss="relmf"``, ``"ubpr"``, ``"relmf_dr"`` (per item or
+        users x items); ``"popularity"``: ``(n_i / max n) ** eta`` from the training clicks.
+    eta : float, default 0.5
+    clip : float in (0, 1], optional
+        Propensity floor (``relmf_dr`` defaults to 0.1, the others to no clip).
+    negative_weight : "all" or float > 0, optional
+        Weight of each sampled negative of ``loss="relmf"``/``"relmf_dr"`` (see
+        :class:`recfb.losses.RelMF`). None: ``1.0`` (``negative_weight_``), the convention of
+        naive BCE, chosen by the sweep in ``benchmarks/defaults.py --families unbiased``
+        (RESULTS.md); ``"all"``, the exact all-pairs weight ``n_items / n_u``, trains badly
+        at these budgets.
     """
 
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`); the
