@@ -112,8 +112,15 @@ class CML(EmbeddingRecommender):
     feature loss ``feature_weight * ||f(x_i) - v_i||^2``; items with no interactions are
     placed at ``f(x_i)``, and :meth:`item_vectors_from_features` places new items.
 
+    Training: ``optimizer="auto"`` takes the compiled per-sample SGD kernel
+    (``recfb.train._fused.cml_sgd_epoch``: the same hinge, rank weight, L2 and unit-ball
+    projection per sample, Hogwild on ``num_threads`` cores — 0 = all, 1 = deterministic — and
+    one covariance-penalty step per ``batch_size`` samples); with item features, a denoiser or
+    on GPU it trains with Adam on the autograd loop (``optimizer_`` says which).
+
     Defaults (``benchmarks/defaults.py``): ``margin=1.0`` (above 0.5 at every rate and length swept on ml-100k),
-    10 negatives, Adam; ``learning_rate=None`` -> 0.03 with ``lr_schedule="auto"`` (cosine);
+    10 negatives; ``learning_rate=None`` -> 0.02 on the kernel, 0.03 with Adam, with
+    ``lr_schedule="auto"`` (cosine: a constant rate collapses the kernel's run);
     ``iterations=None`` -> derived from the number of interactions (``iterations_``, see
     :meth:`_auto_settings`). Explicit values are used as given.
     """
@@ -171,12 +178,12 @@ class CML(EmbeddingRecommender):
         return WARPHinge(margin=self.margin, n_items=X.shape[1])
 
     def _auto_settings(self, X, optimizer):
-        """Fused per-sample SGD (the default): learning rate 0.05 with a cosine decay,
+        """Fused per-sample SGD (the default): learning rate 0.02 with a cosine decay,
         ``clip(3e6 / nnz, 20, 100)`` epochs. Adam (item features, GPU): 0.03 with a cosine decay,
         the same epochs (WARP with 10 sampled negatives learns most in the first passes; large
         logs need fewer)."""
         nnz = max(int(X.nnz), 1)
-        lr = 0.05 if optimizer == "fused_sgd" else 0.03
+        lr = 0.02 if optimizer == "fused_sgd" else 0.03
         return {"iterations": int(np.clip(round(3e6 / nnz), 20, 100)), "learning_rate": lr,
                 "regularization": 0.0, "lr_schedule": "cosine"}
 
