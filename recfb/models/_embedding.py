@@ -42,7 +42,7 @@ class EmbeddingRecommender(Recommender):
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
             callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None,
-            valid_metric=None):
+            valid_metric=None, callback=None):
         """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
 
         Parameters
@@ -57,6 +57,9 @@ class EmbeddingRecommender(Recommender):
         sample_weight : array (nnz,), optional
             Per-interaction weights in CSR order of ``user_items`` (IPS, confidence).
         callbacks : list of callable(epoch, logs)
+        callback : callable(epoch, seconds, loss), optional
+            implicit's ``fit(..., callback=)``: called after every epoch with implicit ALS's
+            arguments (1-based epoch, the epoch's seconds, its mean loss).
         checkpoint : path, optional
             Write a checkpoint (arrays + JSON) after every epoch; with ``resume=True`` an
             existing one is continued, ending exactly where an uninterrupted run would.
@@ -66,6 +69,8 @@ class EmbeddingRecommender(Recommender):
             training ended (``"epochs"``, ``"patience"`` or ``"time_limit"``).
         """
         self._check_common()
+        if callback is not None:
+            callbacks = [*callbacks, lambda epoch, logs: callback(epoch, logs["seconds"], logs["loss"])]
         if sample_weight is None:  # check_csr removes stored zeros: no matrix of zeros "fits"
             X = self._validate_fit_input(user_items)
         else:  # weights follow the entries through sorting and the removal of stored zeros

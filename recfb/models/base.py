@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb._version import __version__
-from recfb.utils.errors import DataError, FormatError
+from recfb.utils.errors import DataError, FormatError, UnknownIdError
 from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids
 
 FORMAT = "recfb-model"
@@ -121,7 +121,7 @@ class Recommender:
         if call.recalculate or call.histories is not None:
             return
         if self.needs_fitted_users and userids.size and userids.max() >= self.n_users_:
-            raise DataError(f"userid {int(userids.max())} was not seen at fit ({self.n_users_} users, ids "
+            raise UnknownIdError(f"userid {int(userids.max())} was not seen at fit ({self.n_users_} users, ids "
                             f"0..{self.n_users_ - 1}); {type(self).__name__} has no factors for it.")
 
     # ------------------------------------------------------------------ inference
@@ -143,7 +143,7 @@ class Recommender:
         items_arr = None if items is None else np.asarray(items, dtype=np.int64)
         if items_arr is not None:
             if items_arr.size and (items_arr.min() < 0 or items_arr.max() >= self.n_items_):
-                raise DataError(f"items must be item ids in 0..{self.n_items_ - 1}, got "
+                raise UnknownIdError(f"items must be item ids in 0..{self.n_items_ - 1}, got "
                                 f"{items_arr.min()}..{items_arr.max()}.")
             if items_arr.ndim == 2 and items_arr.shape[0] != ids.size:
                 raise DataError(f"a 2-D items needs one row per user: {items_arr.shape[0]} rows for {ids.size} users.")
@@ -195,9 +195,11 @@ class Recommender:
         n_items = self.n_items_
         candidates = None if items is None else _check_item_list(items, n_items, "items")
         banned = None if filter_items is None else _check_item_list(filter_items, n_items, "filter_items")
+        if candidates is not None and banned is not None:
+            candidates = candidates[~np.isin(candidates, banned)]
         n_cand = n_items if candidates is None else candidates.size
-        if banned is not None:
-            n_cand -= int(np.isin(candidates, banned).sum()) if candidates is not None else np.unique(banned).size
+        if banned is not None and candidates is None:
+            n_cand -= np.unique(banned).size
         k = max(0, min(N, n_cand))
         all_ids = np.full((ids.size, k), -1, np.int32)
         all_scores = np.full((ids.size, k), -np.inf, np.float32)
@@ -211,9 +213,9 @@ class Recommender:
             if banned is not None:
                 s[:, banned] = -np.inf
             if candidates is not None:
-                sub = s[:, candidates]
-                top, vals = topk(sub, k)
-                top = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
+                # as implicit: every candidate is ranked, the already-liked ones last with -inf
+                top, vals = topk(s[:, candidates], k, keep_filtered=True)
+                top = candidates[top].astype(np.int32)
             else:
                 top, vals = topk(s, k)
             all_ids[start:stop], all_scores[start:stop] = top, vals
@@ -222,34 +224,42 @@ class Recommender:
             return all_ids[0][keep], all_scores[0][keep]
         return all_ids, all_scores
 
-    def similar_items(self, itemid, N: int = 10, filter_items=None, items=None):
-        """Items most similar to ``itemid`` (int or array), the item itself usually first."""
+    def similar_items(self, itemid, N: int = 10, recalculate_item: bool = False, item_users=None,
+                      filter_items=None, items=None):
+        """Items most similar to ``itemid`` (int or array; the item itself usually first), in
+        implicit's argument order. ``recalculate_item=True`` (folding items in from
+        ``item_users``) is ALS-specific and raises NotImplementedError, as implicit's other
+        models do; ``item_users`` alone is accepted and not needed."""
         check_is_fitted(self, "n_items_")
-        N = check_positive_int(N, "N")
+        if recalculate_item:
+            raise NotImplementedError(f"{type(self).__name__} cannot fold items in (recalculate_item=True).")
         ids, scalar = check_userids(itemid, self.n_items_, name="itemid")
-        candidates = None if items is None else _check_item_list(items, self.n_items_, "items")
-        banned = None if filter_items is None else _check_item_list(filter_items, self.n_items_, "filter_items")
-        s = np.array(self._similar_scores(ids), dtype=np.float32, copy=True)
-        if banned is not None:
-            s[:, banned] = -np.inf
-        if candidates is not None:
-            top, vals = topk(s[:, candidates], min(N, candidates.size))
-            top = np.where(top >= 0, candidates[np.maximum(top, 0)], -1)
-        else:
-            top, vals = topk(s, min(N, self.n_items_))
-        if scalar:
-            keep = top[0] >= 0
-            return top[0][keep], vals[0][keep]
-        return top, vals
+        return _nearest(self._similar_scores, ids, scalar, N, self.n_items_, filter_items, items, "items")
+
+    def similar_users(self, userid, N: int = 10, filter_users=None, users=None):
+        """Users most similar to ``userid`` (int or array; the user itself usually first), as
+        implicit's ``similar_users``: cosine of the user factors (negative squared distance
+        for distance models such as CML). Models without user factors raise
+        NotImplementedError, as implicit's item-item models do."""
+        check_is_fitted(self, "n_items_")
+        if getattr(self, "user_factors", None) is None:
+            raise NotImplementedError(f"{type(self).__name__} has no user factors to compare users by.")
+        ids, scalar = check_userids(userid, self.user_factors.shape[0], name="userid")
+        return _nearest(self._similar_user_scores, ids, scalar, N, self.user_factors.shape[0], filter_users, users,
+                        "users")
+
+    def _similar_user_scores(self, userids: np.ndarray) -> np.ndarray:
+        if getattr(self, "metric", "ip") == "l2":  # distance models: -||u - v||^2, in float64
+            U = np.asarray(self.user_factors, np.float64)
+            sq = np.einsum("ij,ij->i", U, U)
+            return np.minimum(2 * U[userids] @ U.T - sq[None, :] - sq[userids, None], 0.0)
+        return _cosine(self.user_factors, userids)
 
     def _similar_scores(self, itemids: np.ndarray) -> np.ndarray:
         factors = getattr(self, "item_factors", None)
         if factors is None:
             raise NotImplementedError(f"{type(self).__name__} does not define item similarity.")
-        norms = np.linalg.norm(factors, axis=1)
-        norms[norms == 0] = 1
-        normed = factors / norms[:, None]
-        return normed[itemids] @ normed.T
+        return _cosine(factors, itemids)
 
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> dict:  # pragma: no cover - abstract
@@ -368,6 +378,32 @@ class Recommender:
                 raise ValueError("hist_indptr is not a non-decreasing offset array from 0 to len(hist_items).")
             if items.size and (items.min() < 0 or items.max() >= ni):
                 raise ValueError(f"hist_items holds item ids outside 0..{ni - 1}.")
+
+
+def _cosine(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(factors, axis=1)
+    norms[norms == 0] = 1
+    normed = factors / norms[:, None]
+    return normed[rows] @ normed.T
+
+
+def _nearest(score_fn, ids, scalar, N, n, filter_ids, candidates, what):
+    """Top-``N`` of ``score_fn(ids)`` (rows x n) without ``filter_ids``, among ``candidates``."""
+    N = check_positive_int(N, "N")
+    cand = None if candidates is None else _check_item_list(candidates, n, what)
+    banned = None if filter_ids is None else _check_item_list(filter_ids, n, f"filter_{what}")
+    s = np.array(score_fn(ids), dtype=np.float32, copy=True)
+    if banned is not None:
+        s[:, banned] = -np.inf
+    if cand is not None:
+        top, vals = topk(s[:, cand], min(N, cand.size))
+        top = np.where(top >= 0, cand[np.maximum(top, 0)], -1).astype(np.int32)
+    else:
+        top, vals = topk(s, min(N, n))
+    if scalar:
+        keep = top[0] >= 0
+        return top[0][keep], vals[0][keep]
+    return top, vals
 
 
 def _label(file) -> str:
@@ -626,9 +662,10 @@ def unpack_csr(prefix: str, arrays: dict, shape: tuple | None = None) -> sp.csr_
     return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
 
 
-def topk(scores: np.ndarray, k: int):
+def topk(scores: np.ndarray, k: int, keep_filtered: bool = False):
     """Row-wise top-``k`` of a dense score block: (ids int32, scores float32), best first.
-    Entries scored ``-inf`` (filtered) come back as id -1."""
+    Entries scored ``-inf`` (filtered) come back as id -1, or with their ids, last, when
+    ``keep_filtered``."""
     n_rows, n_cols = scores.shape
     if k <= 0 or n_cols == 0:
         return np.empty((n_rows, 0), np.int32), np.empty((n_rows, 0), np.float32)
@@ -641,7 +678,8 @@ def topk(scores: np.ndarray, k: int):
     order = np.argsort(-vals, axis=1, kind="stable")
     ids = np.take_along_axis(part, order, axis=1).astype(np.int32)
     vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    ids[np.isneginf(vals)] = -1
+    if not keep_filtered:
+        ids[np.isneginf(vals)] = -1
     return ids, vals
 
 
@@ -659,5 +697,5 @@ def _check_item_list(items, n_items: int, name: str) -> np.ndarray:
         raise TypeError(f"{name} must hold integer item ids, got dtype {arr.dtype}.")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n_items):
-        raise DataError(f"{name} must be item ids in 0..{n_items - 1}, got {arr.min()}..{arr.max()}.")
+        raise UnknownIdError(f"{name} must be ids in 0..{n_items - 1}, got {arr.min()}..{arr.max()}.")
     return arr

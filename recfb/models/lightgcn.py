@@ -145,6 +145,13 @@ class LightGCN(EmbeddingRecommender):
     def _objective(self, X):
         return make_objective(self.loss)
 
+    def __getstate__(self):
+        # the trained torch module (a torch_geometric layer over a sparse CSR adjacency) does
+        # not pickle; the exported factors are what inference needs
+        state = dict(self.__dict__)
+        state.pop("scorer_", None)
+        return state
+
     def _build_scorer(self, n_users, n_items, generator, X):
         check_positive_int(self.num_layers, "num_layers", minimum=0)
         if self.optimizer_ == "sparse_adam":

@@ -5,6 +5,11 @@ class DataError(ValueError):
     """Input data is malformed: NaN weights, negative ids, mismatched lengths, empty input..."""
 
 
+class UnknownIdError(DataError, IndexError):
+    """A user or item id outside the ids the model knows (negative, or past the last one);
+    also an IndexError, as implicit raises for out-of-range ids."""
+
+
 class NotFittedError(ValueError, AttributeError):
     """An inference method was called before ``fit``."""
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from recfb.utils.errors import DataError, NotFittedError
+from recfb.utils.errors import DataError, NotFittedError, UnknownIdError
 
 
 def _caller_level() -> int:
@@ -260,9 +260,9 @@ def check_userids(userids, n_users: int | None = None, name: str = "userids"):
     if arr.ndim != 1:
         raise DataError(f"{name} must be a scalar or 1-D, got shape {arr.shape}.")
     if arr.size and arr.min() < 0:
-        raise DataError(f"{name} contains a negative id ({arr.min()}); internal ids are >= 0.")
+        raise UnknownIdError(f"{name} contains a negative id ({arr.min()}); internal ids are >= 0.")
     if n_users is not None and arr.size and arr.max() >= n_users:
-        raise DataError(f"{name} contains id {arr.max()} but there are only {n_users} ids (0..{n_users - 1}).")
+        raise UnknownIdError(f"{name} contains id {arr.max()} but there are only {n_users} ids (0..{n_users - 1}).")
     return arr, scalar
 
 
