@@ -18,21 +18,19 @@ BPR, BCE = 0, 1
 
 
 @njit(cache=True, fastmath=True)
-def _softplus(x):
-    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
-
-
-@njit(cache=True, fastmath=True)
-def _sigmoid(x):
-    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
-
-
-@njit(cache=True, fastmath=True)
 def _dot(a, b):
     x = np.float32(0.0)
     for f in range(a.size):
         x += a[f] * b[f]
     return x
+
+
+@njit(cache=True, fastmath=True)
+def _logistic(x):
+    """``(softplus(x), sigmoid(x))`` from one exponential."""
+    e = math.exp(-abs(x))
+    sp = (x if x > 0 else 0.0) + math.log1p(e)
+    return sp, (1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e))
 
 
 @njit(cache=True, fastmath=True)
@@ -50,18 +48,22 @@ def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef
         j = negs[k]
         s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
         if kind == BPR:
-            x = s_pos - s_neg
-            loss += _softplus(-x) / n
-            z = np.float32(w * _sigmoid(-x) / n)
+            sp, sig = _logistic(s_neg - s_pos)
+            loss += sp / n
+            z = np.float32(w * sig / n)
             c_pos += z
             coef[k] = -z
         else:
-            loss += _softplus(s_neg)
-            coef[k] = -np.float32(_sigmoid(s_neg))
+            sp, sig = _logistic(s_neg)
+            loss += sp
+            coef[k] = -np.float32(sig)
     if kind == BCE:
-        loss += _softplus(-s_pos)
-        c_pos = np.float32(w * _sigmoid(-s_pos))
-    # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u
+        sp, sig = _logistic(-s_pos)
+        loss += sp
+        c_pos = np.float32(w * sig)
+    # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u. Simple loops over the
+    # factors (each vectorises; one fused pass with an inner loop over the negatives measured
+    # 1.5-2x slower)
     for f in range(d):
         grad_u[f] = c_pos * vi[f]
     for k in range(n):
