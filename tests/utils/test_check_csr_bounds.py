@@ -263,3 +263,41 @@ def test_exclude_matrix_is_bounds_checked():
     index = ItemIndex.from_model(ItemKNN(neighbors=3).fit(X, show_progress=False))
     with pytest.raises(DataError, match="exclude holds column index -2"):
         index.search(X[:5], k=2, exclude=corrupt(X[:5], 1, -2))
+
+
+# ---------------------------------------------------------------------- fuzz: hand-built CSR arrays
+from hypothesis import event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 6), st.integers(1, 6), st.lists(st.integers(-8, 8), max_size=20),
+       st.lists(st.integers(-2, 12), max_size=8), st.lists(st.sampled_from([0.0, 1.0, 2.5, -1.0, np.nan]), max_size=20),
+       st.booleans())
+def test_hand_built_csr_is_either_refused_or_made_canonical(n_rows, n_cols, indices, indptr, data, consistent):
+    n = min(len(indices), len(data))
+    X = sp.csr_matrix((n_rows, n_cols), dtype=np.float32)
+    X.indices = np.asarray(indices[:n], np.int32)
+    X.data = np.asarray(data[:n], np.float32)
+    if consistent:  # a valid indptr: the interesting part is then indices and data
+        cuts = sorted(min(max(c, 0), n) for c in (indptr + [n] * n_rows)[: max(n_rows - 1, 0)])
+        X.indptr = np.asarray([0] + cuts + [n] if n_rows else [0], np.int32)
+        if n_rows == 0:
+            X.indices, X.data = X.indices[:0], X.data[:0]
+    else:
+        X.indptr = np.asarray(indptr, np.int32)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = check_csr(X)
+    except DataError:
+        event("refused")
+        return
+    event("accepted")
+    # accepted: the structure was valid; the result is canonical and equals a brute-force build
+    assert out.has_canonical_format and np.all(out.data > 0)
+    dense = np.zeros((n_rows, n_cols), np.float64)
+    for r in range(n_rows):  # brute force over the (tiny) input
+        for j in range(X.indptr[r], X.indptr[r + 1]):
+            dense[r, X.indices[j]] += X.data[j]
+    assert np.allclose(out.toarray(), dense)
