@@ -252,7 +252,8 @@ def check_userids(userids, n_users: int | None = None, name: str = "userids"):
     scalar = np.isscalar(userids) or (isinstance(userids, np.ndarray) and userids.ndim == 0)
     arr = np.asarray(userids)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and np.all(arr == np.round(arr)):
+        if (np.issubdtype(arr.dtype, np.floating) and arr.size and np.all(np.isfinite(arr))
+                and np.all(arr == np.round(arr)) and np.abs(arr).max() < 2**63):
             arr = arr.astype(np.int64)
         else:
             raise TypeError(f"{name} must be integers (internal ids), got dtype {arr.dtype}.")
