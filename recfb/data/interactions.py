@@ -460,7 +460,9 @@ def _parse_delimited(text: str, sep, n_columns: int, source: str):
     import pyarrow.csv as pacsv
 
     if sep is None or sep == " ":
-        text = re.sub(r"[ \t]+", "\t", re.sub(r"(?m)^[ \t]+|[ \t]+$", "", text))
+        plain_tabs = " " not in text and "\t\t" not in text and "\n\t" not in text and "\t\n" not in text
+        if not plain_tabs or text.startswith("\t"):  # runs of blanks -> one tab (skipped when already so)
+            text = re.sub(r"[ \t]+", "\t", re.sub(r"(?m)^[ \t]+|[ \t]+$", "", text))
         sep = "\t"
     elif len(sep) > 1:
         text = text.replace(sep, "\x1f")
@@ -474,7 +476,7 @@ def _parse_delimited(text: str, sep, n_columns: int, source: str):
     names = [f"c{j}" for j in range(max(n_columns, 1))]
     try:
         table = pacsv.read_csv(
-            pa.py_buffer(text.encode("utf-8")),
+            pa.py_buffer(raw := text.encode("utf-8")),
             read_options=pacsv.ReadOptions(autogenerate_column_names=True, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(column_types={f"f{j}": pa.string() for j in range(64)},
@@ -483,7 +485,7 @@ def _parse_delimited(text: str, sep, n_columns: int, source: str):
         msg = str(exc)
         hint = " (an unterminated quote?)" if '"' in msg else ""
         raise DataError(f"{source}: not a readable delimited file{hint}: {msg}") from None
-    physical = _nonblank_line_numbers(text)
+    physical = _nonblank_line_numbers(raw)
     if bad:
         row = bad[0]
         line = physical[row.number - 1] if row.number is not None and row.number - 1 < len(physical) else "?"
@@ -496,10 +498,17 @@ def _parse_delimited(text: str, sep, n_columns: int, source: str):
     return table, physical[:table.num_rows]
 
 
-def _nonblank_line_numbers(text: str) -> np.ndarray:
-    """1-based physical line numbers of the lines pyarrow keeps (it skips empty lines)."""
-    lines = np.array(text.splitlines(), dtype=object) if text else np.empty(0, object)
-    keep = np.frompyfunc(bool, 1, 1)(lines).astype(bool) if lines.size else np.empty(0, bool)
+def _nonblank_line_numbers(raw: bytes) -> np.ndarray:
+    """1-based physical line numbers of the lines pyarrow keeps (it skips empty lines), from
+    the newline positions of the bytes (vectorised; ``\r\n`` and lone ``\r`` end lines too)."""
+    buf = np.frombuffer(raw, np.uint8)
+    cr_lf = np.flatnonzero((buf[:-1] == 13) & (buf[1:] == 10)) if buf.size > 1 else np.empty(0, np.int64)
+    ends = np.flatnonzero((buf == 10) | (buf == 13))
+    ends = np.setdiff1d(ends, cr_lf, assume_unique=True)  # "\r\n" ends once, at its "\n"
+    starts = np.concatenate([[0], ends + 1])
+    stops = np.concatenate([ends, [buf.size]])
+    stops = np.where(np.isin(stops - 1, cr_lf), stops - 1, stops)  # drop the "\r" of "\r\n"
+    keep = stops > starts
     return np.flatnonzero(keep) + 1
 
 
