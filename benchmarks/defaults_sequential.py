@@ -137,12 +137,13 @@ def sweep(models, datasets, *, n_users, eval_every, patience, max_epochs, quick,
     return records
 
 
-def report(records, n_users, header):
+def report(records, n_users, header, level="##"):
     """Markdown tables: per model and dataset the grid's winner, the default and their ratio."""
     import torch
 
     import recfb
-    lines = ["## Sequential defaults sweep (validation NDCG@10, leave-one-out, full ranking)", "", *header,
+    sub = level + "#"
+    lines = [f"{level} Sequential defaults sweep (validation NDCG@10, leave-one-out, full ranking)", "", *header,
              f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__} "
              f"({torch.get_num_threads()} threads), recfb {recfb.__version__}; {os.cpu_count()} cores; users "
              f"subsampled to {n_users} where larger (seed 0).", ""]
@@ -152,7 +153,7 @@ def report(records, n_users, header):
         train, valid = load_split(name, n_users)
         info[name] = (f"{train.n_users} x {train.n_items}, {len(train)} train rows", popularity(train, valid))
     for m in dict.fromkeys(r["model"] for r in records):
-        lines += [f"### {m}", "",
+        lines += [f"{sub} {m}", "",
                   "| dataset | shape | MostPopular | grid winner | winner NDCG@10 (peak epoch, fit s) "
                   "| default NDCG@10 (iterations_, fit s) | default / winner |",
                   "|---|---|---|---|---|---|---|"]
@@ -205,7 +206,7 @@ class _Family:
                      patience=None, max_epochs=3 if quick else MAX_EPOCHS, quick=quick, quiet=quiet)
 
     def report(self, rows, quick):
-        return report(rows, 300 if quick else USERS, [])
+        return report(rows, 300 if quick else USERS, [], level="###")
 
 
 FAMILY = _Family()

@@ -34,7 +34,7 @@ LOSSES = ("bce", "gbce", "sampled_softmax", "softmax")
 # constants come from benchmarks/defaults_sequential.py (RESULTS.md).
 HOLDOUT_FRACTION, HOLDOUT_MIN, HOLDOUT_MAX = 0.1, 1000, 5000
 EVAL_STEPS = 100  # ``eval_every=None``: validate about every this many optimiser steps
-AUTO_PATIENCE = 5  # validations without improvement before stopping, at least ...
+AUTO_PATIENCE = 10  # validations (about 100 steps apart) without improvement before stopping, at least ...
 AUTO_PATIENCE_FRACTION = 0.5  # ... and at least this fraction of the best epoch so far
 AUTO_MAX_EPOCHS = 500
 
@@ -234,7 +234,7 @@ class SASRec(Recommender):
     ``valid`` when given; otherwise the last training item of 10% of the sequences (at least
     1,000, at most 5,000; seeded by ``random_state``) is held out of training and ranked
     (NDCG@10, full ranking) every ``eval_every`` epochs; training stops after ``patience``
-    validations without improvement (None: 5, or half the best epoch so far when that is more:
+    validations without improvement (None: 10, or half the best epoch so far when that is more:
     :class:`GrowingPatience`), at most 500 epochs. With the held-out items, the network is then
     trained again from its seeded start on every item for ``iterations_`` epochs (so nothing is
     left out of the model; the selection run's logs are kept as ``selection_history_``); with

@@ -81,12 +81,12 @@ def test_defaults_derive_epochs_by_early_stopping_on_held_out_last_items(cls, mo
         assert V[u].sum() == 1 and V[u, seqs[u][-1]] == 1
         assert seen["train_rows"][u].nnz == np.unique(seqs[u][:-1]).size
     # validated every eval_every_ = round(6 / 3) = 2 epochs, stopped after AUTO_PATIENCE bad ones
-    assert model.eval_every_ == 2 and model.patience_ == sequential.AUTO_PATIENCE == 5
+    assert model.eval_every_ == 2 and model.patience_ == sequential.AUTO_PATIENCE == 10
     selection = model.selection_history_
     epochs = [h["epoch"] for h in selection if "valid" in h]
     assert epochs == list(range(2, len(selection) + 1, 2))
-    if model.stopped_by_ == "patience":  # 5 validations, or half the best epoch when that is more
-        waited = max(5, int(np.ceil(0.5 * model.best_epoch_ / 2)))
+    if model.stopped_by_ == "patience":  # 10 validations, or half the best epoch when that is more
+        waited = max(10, int(np.ceil(0.5 * model.best_epoch_ / 2)))
         assert epochs[-1] - model.best_epoch_ == 2 * waited
     else:
         assert model.stopped_by_ == "epochs" and len(selection) == 80
@@ -122,7 +122,8 @@ def test_bad_iterations_and_eval_every_are_refused():
             SASRec(device="cpu", **kw).fit(train, show_progress=False)
 
 
-def test_growing_patience_is_half_the_best_epoch_in_validations():
+def test_growing_patience_is_half_the_best_epoch_in_validations(monkeypatch):
+    monkeypatch.setattr(sequential, "AUTO_PATIENCE", 5)
     class Trainer:  # the callback reads the loop's history and config only
         def __init__(self, eval_every):
             self.history, self.config = [], TrainConfig(eval_every=eval_every, patience=5)
