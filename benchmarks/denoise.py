@@ -265,6 +265,8 @@ def main(argv=None):
         print("\n".join(cost_section(cfg, args.cost_rounds)))
         return
     seeds = [0] if args.quick else list(range(args.seeds))
+    if args.quick:  # the smoke run: one interleaved cost round
+        args.cost_rounds = 1
     epochs = 3 if args.quick else args.epochs
     rates = [0.0, 0.2] if args.quick else [0.0, 0.1, 0.2, 0.3, 0.4]
     env = environment()

@@ -62,10 +62,10 @@ class OracleScores(recfb.models.Recommender):
         return self.scores[userids]
 
 
-def naive_imputation(X, seed):
+def naive_imputation(X, seed, quick=False):
     """Click probabilities of a pre-trained naive pointwise MF (Rel-MF with theta = 1 and the
     exact all-pairs negative weight, so sigmoid(s) estimates P(click)); fixed configuration."""
-    m = MF(factors=32, iterations=15, batch_size=2048, learning_rate=0.01, device="cpu", num_negatives=4,
+    m = MF(factors=32, iterations=3 if quick else 15, batch_size=2048, learning_rate=0.01, device="cpu", num_negatives=4,
            regularization=0.1, loss=recfb.losses.RelMF(np.ones(X.shape[1]), negative_weight="all"),
            random_state=1000 + seed).fit(X, show_progress=False)
     return (1 / (1 + np.exp(-(m.user_factors @ m.item_factors.T)))).astype(np.float32)
@@ -80,7 +80,7 @@ def methods(theta, quick):
     def mf(make_loss, pairwise=False, imputed=False):
         def build(cfg, seed, X, imputation=None):
             if imputed and imputation is None:
-                imputation = naive_imputation(X, seed)
+                imputation = naive_imputation(X, seed, quick)
             loss = make_loss(cfg["third"], imputation)
             return MF(regularization=cfg["regularization"], random_state=seed, factors=32,
                       iterations=cfg["iterations"], batch_size=2048, learning_rate=cfg["learning_rate"], device="cpu",
@@ -88,7 +88,7 @@ def methods(theta, quick):
         return build, pairwise, imputed
 
     L = recfb.losses
-    return {
+    every = {
         "MF-BCE (naive)": mf(lambda nw, imp: L.RelMF(ones, negative_weight=nw)),
         "MF-BPR (naive)": mf(lambda n, imp: "bpr", pairwise=True),
         "Rel-MF clip 0.01": mf(lambda nw, imp: L.RelMF(theta, clip=0.01, negative_weight=nw)),
@@ -100,14 +100,18 @@ def methods(theta, quick):
         "DR Rel-MF clip 0.3 (naive-MF imputed)": mf(lambda nw, imp: L.DRRelMF(
             theta, clip=0.3, negative_weight=nw, imputation=imp), imputed=True),
     }
+    if quick:  # the smoke run: one method of each kind
+        return {k: every[k] for k in ("MF-BCE (naive)", "Rel-MF clip 0.1", "UBPR clip 0.1 (nn)",
+                                      "DR Rel-MF clip 0.1 (naive-MF imputed)")}
+    return every
 
 
 def tune(method, X, valid, theta, quick, n_trials):
     """``recfb.tune.search`` by IPS-DCG@5 (ip_cap 100) on the validation log, seed 0; returns the
     cfg with the best trial's best epoch as ``iterations``."""
     build, pairwise, imputed = method
-    imputation = naive_imputation(X, 0) if imputed else None
-    max_epochs = 8 if quick else MAX_EPOCHS
+    imputation = naive_imputation(X, 0, quick) if imputed else None
+    max_epochs = 3 if quick else MAX_EPOCHS
 
     def cfg_of(trial):
         return {"regularization": trial.suggest_float("regularization", *REG_RANGE, log=True),
@@ -205,7 +209,7 @@ def coat(args):
 def main():
     global REG_RANGE
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="1 seed, short training, no tuning (smoke run)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 3 epochs, 1 trial, 4 methods")
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--power", type=float, default=1.0, help="popularity power law of semi-synthetic exposure")
     p.add_argument("--json", default=None, help="write all figures here")

@@ -70,7 +70,9 @@ class PLDSampler(PositiveSampler):
     slot's positive for one resampled from the user's pool)."""
 
     def __init__(self, config: PLD):
-        self.config = config
+        # private: the PLD holds this sampler, so a public back-reference would be a cycle for
+        # anything that walks public attributes (the checkpoint fingerprint does)
+        self._config = config
 
     def setup(self, users, items, n_users, n_items):
         super().setup(users, items, n_users, n_items)
@@ -83,7 +85,7 @@ class PLDSampler(PositiveSampler):
         return torch.randperm(self.users.numel(), generator=generator, device=generator.device)
 
     def refine(self, idx, scorer, objective, negatives, generator, epoch, step):
-        cfg = self.config
+        cfg = self._config
         if epoch < cfg.warmup_epochs:
             return idx
         u = self.users[idx]

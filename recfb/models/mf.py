@@ -246,7 +246,7 @@ _UNBIASED = ("relmf", "ubpr", "relmf_dr")
 #: MF's default weight of each sampled negative for loss="relmf"/"relmf_dr" (benchmarks/defaults.py
 #: --families unbiased; RESULTS.md): the exact all-pairs weight "all" (n_items / n_u) trains badly
 UNBIASED_NEGATIVE_WEIGHT = 1.0
-_POINTWISE = ("bce", "relmf", "relmf_dr")
+_POINTWISE = ("bce", "relmf", "relmf_dr", "nbpo")  # NBPO is pointwise (BPO); its authors draw 4 negatives
 _ARRAY_MARK = "<array stored with the model>"
 
 
