@@ -536,7 +536,7 @@ def array_digest(a) -> str:
     return h.hexdigest()
 
 
-def describe(obj):
+def describe(obj, _depth: int = 0):
     """A JSON description of a setting: plain values as they are, objects (losses, samplers,
     denoisers, modules) as their class and their plain attributes, recursively."""
     if obj is None or isinstance(obj, (bool, int, str)):
@@ -544,16 +544,18 @@ def describe(obj):
     if isinstance(obj, float):
         return obj if np.isfinite(obj) else repr(obj)
     if isinstance(obj, (np.integer, np.floating, np.bool_)):
-        return describe(obj.item())
+        return describe(obj.item(), _depth)
     if isinstance(obj, (list, tuple)):
-        return [describe(v) for v in obj]
+        return [describe(v, _depth + 1) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): describe(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): describe(v, _depth + 1) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
     if isinstance(obj, np.ndarray):
         return {"array": array_digest(obj)}
     if isinstance(obj, torch.Tensor):
         return {"tensor": list(obj.shape)}
     out = {"class": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+    if _depth > 4:
+        return out
     if isinstance(obj, torch.nn.Module):
         out["tensors"] = {k: list(v.shape) for k, v in obj.state_dict().items()}
     for k, v in sorted(getattr(obj, "__dict__", {}).items()):
@@ -561,7 +563,7 @@ def describe(obj):
             continue
         if isinstance(v, (sp.spmatrix, torch.Generator)):
             continue
-        out[k] = describe(v)
+        out[k] = describe(v, _depth + 1)
     return out
 
 
