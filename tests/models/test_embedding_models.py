@@ -194,3 +194,16 @@ def test_defaults_learn_beyond_popularity_on_a_synthetic_world():
     pop = ranking_metrics(MostPopular().fit(X), X, T, k=10)["ndcg@10"]
     for model in (BPR(num_threads=1), MF(loss="bce", num_threads=1)):
         assert ranking_metrics(model.fit(X, show_progress=False), X, T, k=10)["ndcg@10"] > 1.2 * pop
+
+
+def test_cml_single_user_and_batch_scores_agree_near_zero_distance():
+    """float32 ``2u.v - |u|^2 - |v|^2`` cancels when a user sits on an item; the scores are
+    computed in float64, so one user's scores alone and in a batch agree with the difference form."""
+    X, _ = checkerboard_holdout(20)
+    m = CML(iterations=2, num_threads=1, **FAST).fit(X, show_progress=False)
+    m.user_factors[3] = m.item_factors[5] + 1e-4  # a user almost on an item
+    batch = m.score(np.arange(20), X)
+    single = m.score(np.array([3]), X[3])
+    exact = -((m.user_factors[3].astype(np.float64) - m.item_factors.astype(np.float64)) ** 2).sum(-1)
+    np.testing.assert_array_equal(batch[3], single[0])
+    np.testing.assert_allclose(single[0], exact, rtol=1e-5, atol=1e-9)
