@@ -107,7 +107,7 @@ class MF(EmbeddingRecommender):
         Mini-batch of the autograd path (the fused kernel updates per sample).
     num_negatives : int, optional
         Sampled negatives per positive. None: 1 for pairwise losses (BPR, UBPR), 4 for
-        pointwise ones (BCE, Rel-MF), which learn "not clicked" only from them.
+        pointwise ones (BCE, Rel-MF, DR Rel-MF, NBPO), which learn "not clicked" only from them.
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
         ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
