@@ -29,6 +29,7 @@ import warnings
 import numpy as np
 from _defaults_noisy import SPECIAL
 from _report import emit, shared_data_dir
+from defaults_sequential import FAMILY as SEQUENTIAL
 
 import recfb
 from recfb.data import split
@@ -39,6 +40,7 @@ warnings.filterwarnings("ignore", category=RuntimeWarning, module="implicit")
 
 DATASETS = ("ml-100k", "lastfm-2k", "ml-1m")
 DERIVED = ("optimizer", "iterations", "learning_rate", "regularization", "num_negatives", "lr_schedule")
+SPECIAL = {**SPECIAL, "sequential": SEQUENTIAL}  # SASRec, gSASRec, BERT4Rec: leave-one-out on sequences
 
 # family -> (constructor, grid of explicit settings). The grids bracket the chosen defaults.
 FAMILIES = {

@@ -96,8 +96,9 @@ def curve_run(make, params, train, valid, eval_every, patience, max_epochs):
 
 
 def default_run(make, train, valid, quick=False):
-    """The default as a user calls it: no arguments, no validation set (``--quick``: patience 1)."""
-    model = make(device="cpu", **({"patience": 1} if quick else {}))
+    """The default as a user calls it: no arguments, no validation set (``--quick``: patience 1,
+    validation every 5 epochs, so that the smoke test stays short)."""
+    model = make(device="cpu", **({"patience": 1, "eval_every": 5} if quick else {}))
     t0 = time.perf_counter()
     model.fit(train, show_progress=False)
     seconds = time.perf_counter() - t0

@@ -243,6 +243,8 @@ class SASRec(Recommender):
     validates about every 100 optimiser steps (``max(1, round(100 / steps_per_epoch))`` epochs)
     with ``iterations=None``, and every epoch with a fixed ``iterations`` (which trains exactly
     that many epochs, with early stopping only when ``patience`` and ``valid`` are given).
+    ``learning_rate`` 3e-3 (BERT4Rec: 1e-3) and this rule were chosen on validation by
+    ``benchmarks/defaults_sequential.py`` (benchmarks/RESULTS.md, "Sequential defaults").
 
     Training runs on the common epoch loop (:class:`recfb.train.sequence.SequenceTrainer`):
     batches of ``batch_size`` random users, Adam with betas (0.9, 0.98) as the original code,
