@@ -381,18 +381,30 @@ class Recommender:
 
 
 def _cosine(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(factors, axis=1)
-    norms[norms == 0] = 1
-    normed = factors / norms[:, None]
-    return normed[rows] @ normed.T
+    """Cosine of ``factors[rows]`` with every row, in float64, within [-1, 1]; a nonzero row's
+    cosine with itself is exactly 1."""
+    f = np.asarray(factors, np.float64)
+    norms = np.linalg.norm(f, axis=1)
+    nonzero = norms > 0
+    normed = f / np.where(nonzero, norms, 1.0)[:, None]
+    c = np.clip(normed[rows] @ normed.T, -1.0, 1.0)
+    r = np.arange(len(rows))
+    c[r, rows] = np.where(nonzero[rows], 1.0, 0.0)
+    return c
 
 
 def _nearest(score_fn, ids, scalar, N, n, filter_ids, candidates, what):
-    """Top-``N`` of ``score_fn(ids)`` (rows x n) without ``filter_ids``, among ``candidates``."""
+    """Top-``N`` of ``score_fn(ids)`` (rows x n) without ``filter_ids``, among ``candidates``.
+
+    Each query is its own nearest neighbour (implicit's convention): it ranks first, with its
+    own score, even where other rows have identical vectors (which tie with it exactly)."""
     N = check_positive_int(N, "N")
     cand = None if candidates is None else _check_item_list(candidates, n, what)
     banned = None if filter_ids is None else _check_item_list(filter_ids, n, f"filter_{what}")
     s = np.array(score_fn(ids), dtype=np.float32, copy=True)
+    rows = np.arange(ids.size)
+    own = s[rows, ids].copy()
+    s[rows, ids] = np.inf
     if banned is not None:
         s[:, banned] = -np.inf
     if cand is not None:
@@ -400,6 +412,8 @@ def _nearest(score_fn, ids, scalar, N, n, filter_ids, candidates, what):
         top = np.where(top >= 0, cand[np.maximum(top, 0)], -1).astype(np.int32)
     else:
         top, vals = topk(s, min(N, n))
+    is_own = (top == ids[:, None]) & (top >= 0)
+    vals = np.where(is_own, own[:, None], vals).astype(vals.dtype, copy=False)
     if scalar:
         keep = top[0] >= 0
         return top[0][keep], vals[0][keep]

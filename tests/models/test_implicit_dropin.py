@@ -143,3 +143,22 @@ def test_out_of_range_ids_are_index_errors_and_data_errors(make):
         with pytest.raises(IndexError) as info:
             call()
         assert isinstance(info.value, (UnknownIdError, DataError))
+
+
+def test_each_query_is_its_own_nearest_neighbour_even_among_identical_vectors():
+    """implicit's convention, kept when other rows tie exactly (identical vectors): the query
+    ranks first with its own score (cosine exactly 1; 0 for distance models)."""
+    m, _ = _fit(BPR)
+    m.item_factors[[4, 7, 9]] = m.item_factors[2]
+    m.user_factors[[1, 5]] = m.user_factors[3]
+    for q in (4, 7, 9, 2):
+        ids, scores = m.similar_items(q, N=4)
+        assert ids[0] == q and scores[0] == 1.0 and set(ids) == {2, 4, 7, 9}
+    ids, scores = m.similar_users(np.array([1, 5, 3]), N=3)
+    assert list(ids[:, 0]) == [1, 5, 3] and np.all(scores[:, 0] == 1.0)
+    ids, _ = m.similar_items(4, N=3, filter_items=[4])
+    assert 4 not in ids
+    c, _ = _fit(CML)
+    c.user_factors[[1, 5]] = c.user_factors[3]
+    ids, scores = c.similar_users(np.array([1, 5, 3]), N=3)
+    assert list(ids[:, 0]) == [1, 5, 3] and np.all(scores[:, 0] == 0.0)
