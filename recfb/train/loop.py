@@ -538,7 +538,8 @@ def array_digest(a) -> str:
 
 def describe(obj, _depth: int = 0):
     """A JSON description of a setting: plain values as they are, objects (losses, samplers,
-    denoisers, modules) as their class and their plain attributes, recursively."""
+    denoisers, modules) as their class and their plain attributes, recursively (objects
+    deeper than 4 levels, e.g. back-references, by their class alone)."""
     if obj is None or isinstance(obj, (bool, int, str)):
         return obj
     if isinstance(obj, float):
