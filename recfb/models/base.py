@@ -11,7 +11,6 @@ import hashlib
 import inspect
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ import scipy.sparse as sp
 
 from recfb._version import __version__
 from recfb.utils.errors import DataError, FormatError, UnknownIdError
+from recfb.utils.state import atomic_savez
 from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids
 
 FORMAT = "recfb-model"
@@ -305,16 +305,7 @@ class Recommender:
         if hasattr(path, "write"):
             np.savez(path, **arrays)
             return path
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return path
+        return atomic_savez(path, arrays)
 
     @classmethod
     def load(cls, path) -> "Recommender":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from recfb.losses.objectives import Batch
 from recfb.sampling import AllPositives
 from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
-from recfb.utils.state import flatten_state, unflatten_state
+from recfb.utils.state import atomic_savez, flatten_state, unflatten_state
 
 CHECKPOINT_FORMAT = "recfb-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: the fingerprint is a dict of named parts, compared part by part
@@ -458,15 +457,7 @@ def write_checkpoint(path, fingerprint, payload: dict) -> None:
     meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
             "fingerprint": _fingerprint_parts(fingerprint), "tree": tree}
     arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_savez(path, arrays)
 
 
 def read_checkpoint(path, fingerprint) -> dict:

@@ -6,6 +6,8 @@ lists, tuples, scalars) becomes JSON. Used for checkpoints, so resuming never un
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -66,3 +68,18 @@ def unflatten_state(arrays: dict, tree_json: str):
         return x
 
     return dec(json.loads(tree_json))
+
+
+def atomic_savez(path, arrays: dict) -> Path:
+    """``np.savez`` to ``<path>.tmp``, then renamed onto ``path``: a reader never sees a half
+    written file, and a failed write leaves no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
