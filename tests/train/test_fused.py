@@ -62,17 +62,20 @@ def test_fused_rejects_what_it_cannot_do():
                                                                   item_features=np.ones((X.shape[1], 3)))
 
 
-def test_fused_resume_matches_uninterrupted(tmp_path):
+@pytest.mark.parametrize("cls,extra", [(BPR, {}), (CML, {"batch_size": 64})])
+def test_fused_resume_matches_uninterrupted(tmp_path, cls, extra):
+    """MF's and CML's kernels (CML: covariance steps every 64 samples) resume bit-identically."""
     from recfb.train import TrainingInterrupted
     X, _ = checkerboard_holdout(30)
-    kw = dict(factors=8, iterations=4, optimizer="fused_sgd", num_threads=1, lr_schedule="cosine", device="cpu")
-    full = BPR(**kw).fit(X, show_progress=False)
+    kw = dict(factors=8, iterations=4, optimizer="fused_sgd", num_threads=1, lr_schedule="cosine", device="cpu",
+              **extra)
+    full = cls(**kw).fit(X, show_progress=False)
 
     def stop(epoch, logs):
         if epoch == 2:
             raise TrainingInterrupted
 
     with pytest.raises(TrainingInterrupted):
-        BPR(**kw).fit(X, show_progress=False, checkpoint=tmp_path / "c.npz", callbacks=[stop])
-    resumed = BPR(**kw).fit(X, show_progress=False, checkpoint=tmp_path / "c.npz", resume=True)
+        cls(**kw).fit(X, show_progress=False, checkpoint=tmp_path / "c.npz", callbacks=[stop])
+    resumed = cls(**kw).fit(X, show_progress=False, checkpoint=tmp_path / "c.npz", resume=True)
     assert np.array_equal(full.item_factors, resumed.item_factors)
