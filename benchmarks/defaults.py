@@ -39,7 +39,7 @@ from recfb.models import BPR, CML, EASE, MF, ItemKNN, LightGCN, MostPopular
 warnings.filterwarnings("ignore", category=RuntimeWarning, module="implicit")
 
 DATASETS = ("ml-100k", "lastfm-2k", "ml-1m")
-DERIVED = ("optimizer", "iterations", "learning_rate", "regularization", "num_negatives", "lr_schedule")
+DERIVED = ("optimizer", "iterations", "learning_rate", "regularization", "num_negatives", "lr_schedule", "batch_size")
 SPECIAL = {**SPECIAL, "sequential": SEQUENTIAL}  # SASRec, gSASRec, BERT4Rec: leave-one-out on sequences
 
 # family -> (constructor, grid of explicit settings). The grids bracket the chosen defaults.
@@ -50,7 +50,7 @@ FAMILIES = {
                                               "num_negatives": [1, 4, 8]}),
     "cml": (CML, {"learning_rate": [0.01, 0.02, 0.05, 0.1], "margin": [0.5, 1.0]}),
     "lightgcn": (LightGCN, {"learning_rate": [0.005, 0.01, 0.03], "regularization": [1e-4, 1e-3],
-                            "batch_size": [16384, 65536]}),
+                            "batch_size": [8192, 16384, 65536]}),
     "ease": (EASE, {"l2": [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]}),
     "itemknn": (ItemKNN, {"neighbors": [25, 50, 100, 200, 400], "shrink": [0.0, 10.0, 50.0]}),
 }

@@ -32,7 +32,8 @@ class EmbeddingRecommender(Recommender):
         check_positive_int(self.factors, "factors")
         if self.iterations is not None:
             check_positive_int(self.iterations, "iterations")
-        check_positive_int(self.batch_size, "batch_size")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
         check_number(self.learning_rate, "learning_rate", strict=True, allow_none=True)
         check_number(self.regularization, "regularization", allow_none=True)
         from recfb.denoise import Denoiser
@@ -91,7 +92,7 @@ class EmbeddingRecommender(Recommender):
         # caller's state back afterwards
         with seeded_rng(seed, "cpu"):
             scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
-        config = TrainConfig(epochs=self.iterations_, batch_size=self.batch_size, learning_rate=self.learning_rate_,
+        config = TrainConfig(epochs=self.iterations_, batch_size=self.batch_size_, learning_rate=self.learning_rate_,
                              optimizer=self.optimizer_, lr_schedule=self.lr_schedule_,
                              num_negatives=self.num_negatives_, patience=getattr(self, "patience", None),
                              seed=self.random_state, show_progress=show_progress,
@@ -133,8 +134,8 @@ class EmbeddingRecommender(Recommender):
 
     def _resolve_settings(self, X) -> None:
         """The settings training uses, as fitted attributes: ``iterations_``, ``learning_rate_``,
-        ``regularization_``, ``num_negatives_``, ``lr_schedule_``. A parameter left at None (or ``"auto"`` for the
-        schedule) is derived from the data and the chosen optimizer by :meth:`_auto_settings`;
+        ``regularization_``, ``num_negatives_``, ``lr_schedule_``, ``batch_size_``. A parameter
+        left at None (or ``"auto"`` for the schedule) is derived from the data and the chosen optimizer by :meth:`_auto_settings`;
         an explicit value is used as given."""
         auto = self._auto_settings(X, self.optimizer_)
         for name in ("iterations", "learning_rate", "regularization"):
@@ -144,7 +145,9 @@ class EmbeddingRecommender(Recommender):
         self.num_negatives_ = auto.get("num_negatives", 1) if negatives is None else negatives
         schedule = getattr(self, "lr_schedule", None)
         self.lr_schedule_ = auto["lr_schedule"] if schedule == "auto" else schedule
+        self.batch_size_ = auto.get("batch_size") if self.batch_size is None else self.batch_size
         check_positive_int(self.iterations_, "iterations")
+        check_positive_int(self.batch_size_, "batch_size")
 
     def _auto_settings(self, X, optimizer: str) -> dict:  # pragma: no cover - every model defines it
         raise NotImplementedError

@@ -207,3 +207,19 @@ def test_cml_single_user_and_batch_scores_agree_near_zero_distance():
     exact = -((m.user_factors[3].astype(np.float64) - m.item_factors.astype(np.float64)) ** 2).sum(-1)
     np.testing.assert_array_equal(batch[3], single[0])
     np.testing.assert_allclose(single[0], exact, rtol=1e-5, atol=1e-9)
+
+
+def test_lightgcn_batch_and_epochs_follow_the_size_of_the_log():
+    """``batch_size=None``: about an eighth of the log as a power of two within [8192, 65536];
+    ``iterations=None``: ``clip(4e6 / nnz, 30, 200)``; explicit values are used as given."""
+    pytest.importorskip("torch_geometric")
+    X, _ = checkerboard_holdout(20)
+    m = LightGCN(factors=4, device="cpu")
+    for nnz, batch, epochs in ((70_000, 8192, 57), (300_000, 32768, 30), (800_000, 65536, 30), (500, 8192, 200)):
+        log = sp.csr_matrix((np.ones(nnz, np.float32), (np.arange(nnz) % 1000, np.arange(nnz) // 1000)))
+        got = m._auto_settings(log, "adam")  # only the number of interactions enters the rule
+        assert (got["batch_size"], got["iterations"]) == (batch, epochs), (nnz, got)
+    fitted = LightGCN(factors=4, iterations=2, device="cpu").fit(X, show_progress=False)
+    assert fitted.batch_size_ == 8192 and fitted.iterations_ == 2
+    explicit = LightGCN(factors=4, iterations=2, batch_size=64, device="cpu").fit(X, show_progress=False)
+    assert explicit.batch_size_ == 64 and len(explicit.history_) == 2
