@@ -10,7 +10,7 @@ from recfb.losses import Objective
 from recfb.models.base import Recommender
 from recfb.sampling import AllPositives, make_negative_sampler
 from recfb.train import TrainConfig, Trainer
-from recfb.train.loop import fused_problems
+from recfb.train.loop import fused_problems, refuse_fused
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
 from recfb.utils.validation import check_csr, check_number, check_positive_int
@@ -127,9 +127,8 @@ class EmbeddingRecommender(Recommender):
             return self.optimizer
         problems = fused_problems(self.fused_objectives, objective, denoiser, positives, self.device_,
                                   type(self).__name__, extra=self._fused_blockers())
-        if self.optimizer == "fused_sgd" and problems:
-            raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
-                             + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
+        if self.optimizer == "fused_sgd":
+            refuse_fused(problems)
         return "adam" if problems else "fused_sgd"
 
     def _resolve_settings(self, X) -> None:

@@ -420,9 +420,14 @@ class Trainer(EpochLoop):
         problems = fused_problems(getattr(self.scorer, "fused_objectives", ()), self.objective, self.denoiser,
                                   self.positives, self.device, type(self.scorer).__name__,
                                   extra=self.scorer.fused_blockers())
-        if problems:
-            raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
-                             + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
+        refuse_fused(problems)
+
+
+def refuse_fused(problems: list) -> None:
+    """``optimizer="fused_sgd"`` asked where the kernel does not apply: a ValueError naming why."""
+    if problems:
+        raise ValueError("optimizer='fused_sgd' cannot be used here: " + "; ".join(problems)
+                         + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
 
 
 def fused_problems(kernel_objectives, objective, denoiser, positives, device, model_name: str = "this model",
