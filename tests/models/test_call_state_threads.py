@@ -10,6 +10,13 @@ from recfb.data import Interactions
 from recfb.models import MF, SASRec
 
 
+def _assert_every_call_got(results, want):
+    """Every (ids, scores) a thread got equals the serial answer, bit for bit."""
+    for ids, scores in results:
+        np.testing.assert_array_equal(ids, want[0])
+        np.testing.assert_array_equal(scores, want[1])
+
+
 def _race(calls, rounds=30):
     """Run every (name, fn) of ``calls`` in its own thread ``rounds`` times at once, with a tiny
     GIL switch interval so that the threads interleave inside the calls; returns each
@@ -54,12 +61,8 @@ def test_fold_in_and_plain_recommend_at_once():
     assert not np.array_equal(plain_want[1][:20], fold_want[1])  # the two modes differ
     got = _race([("plain", lambda: m.recommend(users, X, N=5)),
                  ("fold", lambda: m.recommend(unseen, rows_unseen, N=5, recalculate_user=True))], rounds=15)
-    for ids, scores in got["plain"]:
-        np.testing.assert_array_equal(ids, plain_want[0])
-        np.testing.assert_array_equal(scores, plain_want[1])
-    for ids, scores in got["fold"]:
-        np.testing.assert_array_equal(ids, fold_want[0])
-        np.testing.assert_array_equal(scores, fold_want[1])
+    _assert_every_call_got(got["plain"], plain_want)
+    _assert_every_call_got(got["fold"], fold_want)
     assert not hasattr(m, "_recalculate")
 
 
@@ -78,10 +81,6 @@ def test_sasrec_given_histories_and_stored_histories_at_once():
     assert not np.array_equal(stored_want[1], given_want[1])
     got = _race([("stored", lambda: m.recommend(np.arange(30), H, N=4)),
                  ("given", lambda: m.recommend(np.arange(30), empty, N=4, histories=given))])
-    for ids, scores in got["stored"]:
-        np.testing.assert_array_equal(ids, stored_want[0])
-        np.testing.assert_array_equal(scores, stored_want[1])
-    for ids, scores in got["given"]:
-        np.testing.assert_array_equal(ids, given_want[0])
-        np.testing.assert_array_equal(scores, given_want[1])
+    _assert_every_call_got(got["stored"], stored_want)
+    _assert_every_call_got(got["given"], given_want)
     assert not hasattr(m, "_given_histories") and m.needs_fitted_users
