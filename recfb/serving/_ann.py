@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from recfb.serving import _faiss
+from recfb.utils.topk import first_k_valid
 
 #: A row whose ``k + |exclusions|`` exceeds this share of the eligible items is answered by
 #: the exact fallback: an ANN index asked for that many neighbours is no faster than exact.
@@ -57,7 +58,7 @@ def ann_search(index, q: np.ndarray, k: int, excl, banned, *, efSearch, nprobe, 
         valid = ids >= 0
         if keys is not None:
             valid &= ~_is_excluded(keys, rows, ids, n_items)
-        return _first_k(ids, scores.astype(np.float32, copy=False), valid, k)
+        return first_k_valid(ids, scores.astype(np.float32, copy=False), valid, k)
 
     todo = np.flatnonzero(~large)
     if todo.size:
@@ -107,7 +108,7 @@ def exhaustive_ivf(index, q: np.ndarray, k: int, excl, banned):
     valid = ids >= 0
     if excl is not None:
         valid &= ~_is_excluded(_row_keys(excl, n_items), np.arange(q.shape[0]), ids, n_items)
-    ids, scores, _ = _first_k(ids, scores, valid, k)
+    ids, scores, _ = first_k_valid(ids, scores, valid, k)
     return ids, scores
 
 
@@ -123,17 +124,3 @@ def _is_excluded(keys: np.ndarray, rows: np.ndarray, ids: np.ndarray, n_items: i
     probe = rows[:, None].astype(np.int64) * n_items + np.maximum(ids, 0)
     pos = np.minimum(np.searchsorted(keys, probe), keys.size - 1)
     return keys[pos] == probe
-
-
-def _first_k(ids: np.ndarray, scores: np.ndarray, valid: np.ndarray, k: int):
-    """The first ``k`` valid entries of each (sorted) row, -1/-inf padded, and which rows
-    had fewer than ``k``."""
-    n = ids.shape[0]
-    rank = np.cumsum(valid, axis=1) - 1
-    take = valid & (rank < k)
-    r, c = np.nonzero(take)
-    out_ids = np.full((n, k), -1, np.int64)
-    out_scores = np.full((n, k), -np.inf, np.float32)
-    out_ids[r, rank[r, c]] = ids[r, c]
-    out_scores[r, rank[r, c]] = scores[r, c]
-    return out_ids, out_scores, valid.sum(axis=1) < k

@@ -6,7 +6,7 @@ benchmarks/serving_results.md). This kernel goes further than ``mm + topk``:
 
 - queries x items are scored one cache-sized tile at a time (``query_block`` x
   ``item_block``), so the score matrix of a million-item catalogue is never materialised;
-- within a tile, items are taken in groups of ``GROUP``; the row-wise top-k of a tile lies
+- within a tile, items are taken in groups of ``recfb.utils.topk.GROUP``; the row-wise top-k of a tile lies
   inside the ``k`` groups with the largest maxima (any other group's maximum is beaten by
   ``k`` items from the chosen groups), so ``topk`` runs over ``k * GROUP`` gathered scores
   instead of the tile's full width. ``amax`` over groups is a fast, vectorised pass.
@@ -39,7 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-GROUP = 32
+from recfb.utils.topk import mask_padding_torch, merge_topk_torch, topk_rows_torch
+
 TILE_ELEMENTS = 256 * 4096
 #: queries per matrix product on CPU (the fixed shape that makes scores reproducible)
 GEMM_ROWS = 8
@@ -117,11 +118,11 @@ class ExactSearcher:
         with torch.inference_mode():
             for i, (start, stop) in enumerate(blocks):
                 parts = results[i * n_parts:(i + 1) * n_parts]
-                ids, scores = _merge([p[0] for p in parts], [p[1] for p in parts], k)
+                ids, scores = merge_topk_torch([p[0] for p in parts], [p[1] for p in parts], k)
                 if self.sq_norms is not None:
                     q = torch.from_numpy(np.ascontiguousarray(queries[start:stop])).to(self.device)
                     scores = scores - self._query_sq_norms(q)[:, None]
-                ids = ids.masked_fill(torch.isneginf(scores), -1)
+                ids = mask_padding_torch(ids, scores)
                 out_ids[start:stop] = ids.cpu().numpy()
                 out_scores[start:stop] = scores.cpu().numpy()
         return out_ids, out_scores
@@ -168,18 +169,10 @@ class ExactSearcher:
                 a, b = bounds[tile], bounds[tile + 1]
                 if b > a:
                     s[:, cols[a:b] - lo] = NEG_INF
-            ids, scores = _tile_topk(s, min(k, hi - lo))
+            ids, scores = topk_rows_torch(s, min(k, hi - lo))
             parts_ids.append(ids + lo)
             parts_scores.append(scores)
-        return _merge(parts_ids, parts_scores, k)
-
-
-def _merge(parts_ids, parts_scores, k):
-    if len(parts_ids) == 1:
-        return parts_ids[0], parts_scores[0]
-    all_scores = torch.cat(parts_scores, 1)
-    scores, pos = torch.topk(all_scores, min(k, all_scores.shape[1]), dim=1)
-    return torch.gather(torch.cat(parts_ids, 1), 1, pos), scores
+        return merge_topk_torch(parts_ids, parts_scores, k)
 
 
 # ----------------------------------------------------------------------------- threads
@@ -258,26 +251,6 @@ def _make_thread_serial() -> None:
         mkl_local(1)
 
 
-def _tile_topk(s: torch.Tensor, k: int):
-    """Row-wise top-k of one score tile, sorted best first."""
-    rows, width = s.shape
-    main = (width // GROUP) * GROUP
-    if k == 0:
-        return torch.empty((rows, 0), dtype=torch.long, device=s.device), s[:, :0]
-    if main < 4 * k * GROUP or rows < 4:  # too narrow (or too few rows) for groups to pay off
-        scores, ids = torch.topk(s, k, dim=1)
-        return ids, scores
-    groups = s[:, :main].reshape(rows, main // GROUP, GROUP).amax(2)
-    top_groups = torch.topk(groups, k, dim=1).indices
-    cand = (top_groups.unsqueeze(2) * GROUP + torch.arange(GROUP, device=s.device)).reshape(rows, -1)
-    if main < width:  # the last < GROUP columns are always candidates
-        tail = torch.arange(main, width, device=s.device).expand(rows, width - main)
-        cand = torch.cat([cand, tail], 1)
-    cand_scores = torch.gather(s, 1, cand)
-    scores, pos = torch.topk(cand_scores, k, dim=1)
-    return torch.gather(cand, 1, pos), scores
-
-
 def _exclusion_by_column(rows, edges: np.ndarray, device):
     """(row, column) pairs of a CSR block sorted by column, and where each item tile starts
     in them, for per-tile masking."""
@@ -300,6 +273,6 @@ def select_topk(scores: np.ndarray, k: int, exclude=None, banned: np.ndarray | N
             s[torch.from_numpy(r), torch.from_numpy(exclude.indices.astype(np.int64))] = NEG_INF
         if banned is not None and banned.size:
             s[:, torch.from_numpy(banned)] = NEG_INF
-        ids, vals = _tile_topk(s, k)
-        ids = ids.masked_fill(torch.isneginf(vals), -1)
+        ids, vals = topk_rows_torch(s, k)
+        ids = mask_padding_torch(ids, vals)
     return ids.numpy(), vals.numpy()

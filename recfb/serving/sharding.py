@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from recfb.serving import _inputs
 from recfb.serving.index import ItemIndex
 from recfb.utils.errors import DataError, FormatError
+from recfb.utils.topk import merge_topk_rows
 
 
 def build_shards(item_vectors, n_shards: int, metric: str = "ip", kind: str = "exact", item_ids=None,
@@ -103,13 +104,7 @@ class ShardedIndex:
         parts = list(self._pool.map(one, range(len(self.shards))))
         all_ids = np.concatenate([p[0] for p in parts], axis=1)
         all_scores = np.concatenate([p[1] for p in parts], axis=1)
-        order = np.argsort(-all_scores, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(all_ids, order, axis=1)
-        scores = np.take_along_axis(all_scores, order, axis=1)
-        if k > top.shape[1]:  # only if shards returned fewer columns than k in total
-            pad = k - top.shape[1]
-            top = np.pad(top, ((0, 0), (0, pad)), constant_values=-1)
-            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        top, scores = merge_topk_rows(all_ids, all_scores, k)  # padded when shards hold < k in total
         if ids == "external" and self.item_ids is not None:
             ext = self.item_ids[np.maximum(top, 0)]
             return np.where(top >= 0, ext, "" if ext.dtype.kind in "US" else -1), scores
