@@ -11,7 +11,10 @@ import hashlib
 import inspect
 import io
 import json
+import lzma
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -479,6 +482,13 @@ def load(path) -> Recommender:
     return model
 
 
+#: what :mod:`zipfile` raises on a damaged archive: besides BadZipFile, a flipped flag bit
+#: reads as encryption (RuntimeError, NotImplementedError), a flipped method byte as an
+#: unsupported compression (NotImplementedError), a damaged stream as zlib/lzma errors
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError,
+                   TypeError, SyntaxError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError,
+                   struct.error, OverflowError)
+
 #: cap on the embedded JSON metadata's size
 _MAX_METADATA_BYTES = 16 << 20
 #: room for an .npy header beyond the array's bytes (headers are a few hundred bytes)
@@ -493,7 +503,7 @@ def read_npz(raw: bytes, label: str, what: str, expected: dict | None = None) ->
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise FormatError(f"{label} is not a readable {what} file (truncated or not an .npz): {exc}") from None
     names = [i.filename for i in infos]
     if len(set(names)) != len(names) or not all(n.endswith(".npy") for n in names):
@@ -516,7 +526,7 @@ def read_npz(raw: bytes, label: str, what: str, expected: dict | None = None) ->
                 arrays[name] = _read_npy(fh, info.file_size)
         except FormatError:
             raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:
+        except ZIP_READ_ERRORS as exc:
             raise FormatError(f"{label}: member {info.filename!r} is not a readable array "
                               f"({type(exc).__name__}: {exc}).") from None
         if expected is not None and [arrays[name].dtype.str, list(arrays[name].shape)] != list(expected[name]):
@@ -580,7 +590,7 @@ def read_npz_with_metadata(path, fmt: str, version: int, what: str):
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
         has_meta = _METADATA_KEY + ".npy" in zf.namelist()
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise FormatError(f"{label} is not a readable {what} file (truncated or not an .npz): {exc}") from None
     if not has_meta:
         raise FormatError(f"{label} has no recfb metadata; it is not a {what} file.")
@@ -623,7 +633,7 @@ def _read_member(raw, zf, name, label, what) -> np.ndarray:
             return _read_npy(fh, info.file_size)
     except FormatError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, TypeError, SyntaxError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise FormatError(f"{label} is not a readable {what} file (truncated?): {type(exc).__name__}: {exc}") from None
 
 
