@@ -21,7 +21,7 @@ _FLT_MAX = np.finfo(np.float32).max
 def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=None,
                     per_user: bool = False, filter_already_liked_items: bool = True,
                     recalculate_user: bool = False, show_progress: bool = False, extra=(),
-                    item_features=None, item_categories=None) -> MetricResults:
+                    item_features=None, item_categories=None, index=None, distributed=None) -> MetricResults:
     r"""Top-k ranking metrics of ``model`` under the full-ranking protocol.
 
     Each evaluated user's top ``max(k)`` items come from one ``model.recommend`` call per
@@ -84,6 +84,19 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         ``item_features``) and ``"miscalibration"`` (needs ``item_categories``).
     item_features, item_categories : array, optional
         Passed to :func:`recfb.evaluation.diversity_metrics` for ``"ild"`` and ``"miscalibration"``.
+    index : recfb.serving.ItemIndex, optional
+        Rank through this index instead of ``model.recommend`` (queries: ``model.user_factors``
+        for embedding indices, the ``train_X`` rows for item-item ones), so the figures show
+        what an approximate index costs next to the exact ones.
+    distributed : bool or None, default None
+        Shard the evaluated users across the ranks of a torch.distributed group (see
+        :func:`recfb.distributed.get_comm`; None: when a group is initialised). Every rank
+        passes the same ``model``, ``train_X`` and ``test_X`` and scores a contiguous block
+        of the users; the metrics' exact sums are all-reduced (coverage by a max over item
+        flags; the top-k lists and ``per_user`` values are gathered in user order, only when
+        ``extra`` or ``per_user`` ask for them), so every rank returns exactly what one process
+        returns. Means are always the correctly rounded mean of the per-user values
+        (:mod:`recfb.distributed.exact`), whatever the world size.
 
     Returns
     -------
@@ -100,9 +113,17 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
     if eval_users.size == 0:
         raise DataError("no user to evaluate: test_X has no interaction for the requested users "
                         f"({n_skipped} skipped).")
+    if index is not None:
+        model = index.as_recommender(model)
     if not hasattr(model, "recommend"):
         raise TypeError(f"model must have implicit's recommend(userids, user_items, N, ...) method; "
                         f"got {type(model).__name__}.")
+    from recfb.distributed import get_comm
+    from recfb.distributed.exact import exact_means
+    comm = get_comm(distributed)
+    all_users = eval_users
+    if comm.enabled:  # this rank's contiguous block of users (blocks in rank order = user order)
+        eval_users = np.array_split(all_users, comm.world_size)[comm.rank]
     batch_size = check_batch_size(batch_size, n_items)
     max_k = ks[-1]
     n_rec = min(max_k, n_items)
@@ -121,7 +142,7 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
     covered = {c: np.zeros(n_items, dtype=bool) for c in ks}
     lists = np.full((n_eval, max_k), -1, np.int64) if beyond else None
 
-    bar = progress(n_eval, show_progress, "ranking metrics")
+    bar = progress(n_eval, show_progress and comm.is_main, "ranking metrics")
     for start in range(0, n_eval, batch_size):
         stop = min(n_eval, start + batch_size)
         batch = eval_users[start:stop]
@@ -148,20 +169,28 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         bar.update(stop - start)
     bar.close()
 
+    means = exact_means(values, all_users.size, comm)
+    if comm.enabled:
+        flags = comm.all_reduce_array(np.stack([covered[c] for c in ks]).astype(np.int32), "max")
+        covered = {c: flags[j].astype(bool) for j, c in enumerate(ks)}
+        if lists is not None:
+            lists = comm.all_gather_array(lists)
+        if per_user:
+            values = {name: comm.all_gather_array(v) for name, v in values.items()}
     result = {}
     for c in ks:
         for m in METRICS:
-            result[f"{m}@{c}"] = float(values[f"{m}@{c}"].mean())
+            result[f"{m}@{c}"] = means[f"{m}@{c}"]
         result[f"coverage@{c}"] = float(covered[c].sum() / n_items) if n_items else 0.0
     if beyond:
         from recfb.evaluation.diversity import diversity_metrics
         more = diversity_metrics(lists, train, k=ks, item_features=item_features, item_categories=item_categories,
-                                 users=eval_users)
+                                 users=all_users)
         result.update({f"{m}@{c}": more[f"{m}@{c}"] for c in ks for m in beyond})
     detail = None
     if per_user:
-        detail = {"users": eval_users.copy(), **values}
-    return MetricResults(result, n_users=int(n_eval), n_skipped=n_skipped, per_user=detail, k=ks)
+        detail = {"users": all_users.copy(), **values}
+    return MetricResults(result, n_users=int(all_users.size), n_skipped=n_skipped, per_user=detail, k=ks)
 
 
 def _check_extra(extra, item_features, item_categories) -> tuple:

@@ -9,8 +9,9 @@ Item-item models (ItemKNN, EASE) index the same way; their queries are history r
 (``index.search(X[users], k, exclude=X[users])``). ``recfb export`` / :func:`export` bundle
 the users, so a service only calls ``index.recommend_users(external_ids, k)``.
 """
+from recfb.serving._params import DEFAULT_PARAMS
 from recfb.serving.export import export
-from recfb.serving.index import DEFAULT_PARAMS, ItemIndex
+from recfb.serving.index import ItemIndex
 from recfb.serving.sharding import ShardedIndex, ShardWorker, build_shards, split_index
 from recfb.serving.users import UnknownUserError, UserTable
 

@@ -6,20 +6,12 @@ import warnings
 
 import numpy as np
 
-from recfb.serving import _ann, _faiss, _inputs
+from recfb.serving import _ann, _faiss, _inputs, persist
 from recfb.serving._exact import ExactSearcher, select_topk
+from recfb.serving._params import KINDS, METRICS, positive_int, resolve_device, resolve_params
 from recfb.serving.users import UserTable
 from recfb.utils.errors import DataError
 
-KINDS = ("exact", "hnsw", "ivf")
-METRICS = ("ip", "l2")
-#: Index parameters each kind accepts, with the library's defaults (None: chosen from the
-#: catalogue size). The HNSW and IVF defaults come from benchmarks/serving.py.
-DEFAULT_PARAMS = {
-    "exact": {},
-    "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 64},
-    "ivf": {"nlist": None, "nprobe": None, "pq_m": None, "pq_bits": 8, "train_size": None, "seed": 0},
-}
 _SCORE_BLOCK_BYTES = 64 * 2**20
 
 
@@ -56,7 +48,7 @@ class ItemIndex:
     """
 
     def __init__(self, *, kind, metric, n_items, dim=None, faiss_index=None, model=None, item_ids=None,
-                 params=None, device="cpu", vectors=None, shard=None):
+                 params=None, device="cpu", vectors=None, shard=None, calibration=None):
         self.kind = kind
         self.metric = metric
         self.n_items = int(n_items)
@@ -67,6 +59,8 @@ class ItemIndex:
         self.users: UserTable | None = None
         self.shard = shard  # {"offset", "n_items_total", "index", "count"} for one shard of many
         self.model_class = type(model).__name__ if model is not None else None
+        #: what calibration to a recall target chose and measured (None when not calibrated)
+        self.calibration = calibration
         self._faiss = faiss_index
         self._model = model
         self._vectors = vectors if vectors is not None else (None if faiss_index is None else _faiss.flat_view(faiss_index))
@@ -79,15 +73,53 @@ class ItemIndex:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_vectors(cls, item_vectors, metric: str = "ip", item_ids=None, kind: str = "exact",
-                     device: str = "auto", **index_params) -> "ItemIndex":
-        """Index ``item_vectors`` (n_items x dim, float32) for ``metric`` "ip" or "l2"."""
+                     device: str = "auto", *, target_recall: float | None = None, queries=None,
+                     recall_k: int = 10, calibration_seed: int = 0, **index_params) -> "ItemIndex":
+        """Index ``item_vectors`` (n_items x dim, float32) for ``metric`` "ip" or "l2".
+
+        With ``target_recall`` (HNSW or IVF only), the search setting (``efSearch`` /
+        ``nprobe``; ``M`` / ``nlist`` when that is not enough) is calibrated so that
+        recall@``recall_k`` against exact search reaches the target on ``queries`` (a sample
+        of user vectors, n >= 40): half of them choose the setting, the other half measure
+        the recall stored in :attr:`calibration` (see :mod:`recfb.serving.calibrate`).
+        Without it the defaults (:data:`DEFAULT_PARAMS`) stay as they are.
+        """
         if metric not in METRICS:
             raise ValueError(f"metric == {metric!r}, must be one of {METRICS}.")
         if kind not in KINDS:
             raise ValueError(f"kind == {kind!r}, must be one of {KINDS}.")
         vectors = _check_vectors(item_vectors)
-        params = _resolve_params(kind, index_params, vectors.shape[0], dim=vectors.shape[1])
-        device = _resolve_device(device, kind)
+        n_items, dim = vectors.shape
+        if target_recall is None:
+            if queries is not None:
+                raise ValueError("queries= is only used to calibrate to target_recall=; give target_recall too.")
+            params = resolve_params(kind, index_params, n_items, dim=dim)
+            return cls._build(vectors, metric, kind, params, item_ids, resolve_device(device, kind))
+        from recfb.serving import calibrate
+        target = calibrate.check_target(target_recall)
+        if kind == "exact":
+            raise ValueError("target_recall calibrates an approximate index (kind='hnsw' or 'ivf'); an exact "
+                             "index always has recall 1.")
+        knob = "efSearch" if kind == "hnsw" else "nprobe"
+        if knob in index_params:
+            raise ValueError(f"{knob} == {index_params[knob]!r} was given with target_recall; calibration chooses "
+                             f"{knob}: give one or the other.")
+        if queries is None:
+            raise ValueError("target_recall needs queries=: a sample of user vectors (n_queries x "
+                             f"{dim}, n_queries >= 40) to calibrate on.")
+        q = _inputs.check_queries(queries, dim)
+        k = min(positive_int(recall_k, "recall_k"), n_items)
+        params = resolve_params(kind, index_params, n_items, dim=dim)
+        device = resolve_device(device, kind)
+        exact = ExactSearcher(vectors, metric, "cpu")
+        index, calibration = calibrate.calibrate(
+            lambda p: cls._build(vectors, metric, kind, p, item_ids, device),
+            kind, params, q, lambda Q, kk: exact.search(Q, kk)[0], target, k, calibration_seed)
+        index.calibration = calibration
+        return index
+
+    @classmethod
+    def _build(cls, vectors, metric, kind, params, item_ids, device) -> "ItemIndex":
         if kind == "exact":
             index = _faiss.build_flat(vectors, metric)
         elif kind == "hnsw":
@@ -99,20 +131,37 @@ class ItemIndex:
                    item_ids=item_ids, params=params, device=device)
 
     @classmethod
-    def from_model(cls, model, kind: str = "exact", device: str = "auto", item_ids=None,
-                   **index_params) -> "ItemIndex":
+    def from_model(cls, model, kind: str = "exact", device: str = "auto", item_ids=None, *,
+                   target_recall: float | None = None, queries=None, n_calibration: int = 2000,
+                   recall_k: int = 10, calibration_seed: int = 0, **index_params) -> "ItemIndex":
         """Index a fitted model's items.
 
         Embedding models (anything with ``item_factors``) are indexed by their item vectors
         with the model's ``metric`` attribute ("ip" when absent; CML sets "l2"). Item-item
         models (a recfb Recommender without factors that scores from the user's history,
         e.g. ItemKNN, EASE) get an exact index over their ``score``.
+
+        ``target_recall`` calibrates an HNSW or IVF index as in :meth:`from_vectors`; the
+        queries default to ``n_calibration`` user vectors drawn (seed ``calibration_seed``)
+        from ``model.user_factors``.
         """
         factors = getattr(model, "item_factors", None)
         if factors is not None:
             metric = getattr(model, "metric", "ip") or "ip"
+            if target_recall is not None and queries is None:
+                users = getattr(model, "user_factors", None)
+                if users is None:
+                    raise ValueError(f"{type(model).__name__} has no user_factors to calibrate on; pass queries=.")
+                users = np.asarray(users)
+                n = min(positive_int(n_calibration, "n_calibration"), users.shape[0])
+                rows = np.sort(np.random.default_rng(calibration_seed).choice(users.shape[0], n, replace=False))
+                queries = users[rows]
             return cls.from_vectors(np.asarray(factors), metric=metric, item_ids=item_ids, kind=kind,
-                                    device=device, **index_params)
+                                    device=device, target_recall=target_recall, queries=queries, recall_k=recall_k,
+                                    calibration_seed=calibration_seed, **index_params)
+        if target_recall is not None:
+            raise ValueError(f"target_recall calibrates an approximate index; {type(model).__name__} is an item-item "
+                             "model, served exactly (recall 1).")
         if not (hasattr(model, "score") and hasattr(model, "n_items_")):
             raise TypeError(f"{type(model).__name__} has neither item_factors nor a fitted score(userids, "
                             "user_items); it cannot be indexed.")
@@ -124,7 +173,7 @@ class ItemIndex:
                              "index over their score function; use kind='exact'.")
         if index_params:
             raise TypeError(f"an item-item index takes no index parameters, got {sorted(index_params)}.")
-        _resolve_device(device, "exact")  # validates the argument
+        resolve_device(device, "exact")  # validates the argument
         # the model's own score() runs where the model keeps its weights: numpy on the CPU
         return cls(kind="exact", metric="ip", n_items=model.n_items_, model=model, item_ids=item_ids, device="cpu")
 
@@ -139,8 +188,14 @@ class ItemIndex:
 
     def __repr__(self) -> str:
         what = self.model_class or f"{self.dim}-d vectors"
+        cal = ""
+        if self.calibration:
+            c = self.calibration
+            knob = "efSearch" if "efSearch" in c else "nprobe"
+            cal = (f", calibrated {knob}={c[knob]}: recall@{c['k']} {c['recall']:.3f} on held-out queries (target "
+                   f"{c['target_recall']}{'' if c.get('target_met', True) else ', NOT met'})")
         return (f"ItemIndex(kind={self.kind!r}, metric={self.metric!r}, n_items={self.n_items}, {what}, "
-                f"device={self.device!r}, params={self.params})")
+                f"device={self.device!r}, params={self.params}{cal})")
 
     # ------------------------------------------------------------------ search
     def search(self, queries, k: int = 10, exclude=None, filter_items=None, ids: str = "internal",
@@ -181,8 +236,8 @@ class ItemIndex:
         elif self.kind == "exact":
             top, scores = self._exact_searcher().search(q, k, excl, banned)
         else:
-            efs = self.params.get("efSearch") if efSearch is None else _positive(efSearch, "efSearch")
-            npr = self.params.get("nprobe") if nprobe is None else _positive(nprobe, "nprobe")
+            efs = self.params.get("efSearch") if efSearch is None else positive_int(efSearch, "efSearch")
+            npr = self.params.get("nprobe") if nprobe is None else positive_int(nprobe, "nprobe")
             if npr is not None and "nlist" in self.params:
                 npr = min(npr, self.params["nlist"])
             top, scores = _ann.ann_search(self._faiss, q, k, excl, banned, efSearch=efs, nprobe=npr,
@@ -193,19 +248,53 @@ class ItemIndex:
     recommend = search  # the one call a service makes, whatever model it loaded
 
     def recommend_users(self, users, k: int = 10, exclude_seen: bool = True, filter_items=None,
-                        ids: str = "external"):
+                        ids: str = "external", exclude=None):
         """Top-``k`` for users of the table bundled at export (:meth:`attach_users`).
 
         ``users`` are external user ids (internal ids when no user ids were attached); their
         vectors or history rows are the queries and, with ``exclude_seen``, their history
-        rows are excluded. Unknown users raise :class:`recfb.serving.UnknownUserError`.
+        rows are excluded. ``exclude`` adds per-user exclusions (internal item ids, as in
+        :meth:`search`). Unknown users raise :class:`recfb.serving.UnknownUserError`.
         """
         if self.users is None:
             raise DataError("this index has no users attached; export it with a dataset or call attach_users().")
         rows = self.users.lookup(users)
         queries = self.users.history(rows) if self.query_kind == "history" else self.users.vectors(rows)
-        exclude = self.users.history(rows) if exclude_seen and self.users.user_items is not None else None
-        return self.search(queries, k, exclude=exclude, filter_items=filter_items, ids=ids)
+        seen = self.users.history(rows) if exclude_seen and self.users.user_items is not None else None
+        extra = _inputs.check_exclude(exclude, rows.size, self.n_items)
+        if extra is not None:
+            seen = extra if seen is None else (abs(seen).astype(bool) + abs(extra).astype(bool)).astype(np.float32)
+        return self.search(queries, k, exclude=seen, filter_items=filter_items, ids=ids)
+
+    def similar(self, items, k: int = 10, filter_items=None, ids: str = "internal"):
+        """Top-``k`` items like each of ``items`` (internal ids), the item itself excluded.
+
+        Embedding indices query with the item's own vector (so "like" is the index's
+        metric: inner product or L2); item-item indices with a one-item history, i.e. the
+        items the model recommends to someone who saw only that item.
+        """
+        items = np.atleast_1d(np.asarray(items))
+        if items.dtype.kind not in "iu" or items.ndim != 1:
+            raise TypeError(f"items must be a 1-D array of integer item ids, got {items.dtype} {items.shape}.")
+        if items.size and (items.min() < 0 or items.max() >= self.n_items):
+            bad = items[(items < 0) | (items >= self.n_items)][0]
+            raise DataError(f"item id {bad} is out of range; item ids are 0..{self.n_items - 1}.")
+        import scipy.sparse as sp
+        items = items.astype(np.int64)
+        one_hot = sp.csr_matrix((np.ones(items.size, np.float32), items, np.arange(items.size + 1)),
+                                shape=(items.size, self.n_items))
+        if self.query_kind == "history":
+            queries = one_hot
+        else:
+            queries = self._item_vectors(items)
+        return self.search(queries, k, exclude=one_hot, filter_items=filter_items, ids=ids)
+
+    def as_recommender(self, model=None):
+        """This index behind implicit's ``recommend(userids, user_items, N, ...)``, so
+        :func:`recfb.evaluation.ranking_metrics` (``index=``) scores what the index returns.
+        Embedding indices take the query vectors from ``model.user_factors`` (or the
+        attached users); item-item indices use ``user_items`` rows."""
+        return _IndexRecommender(self, model)
 
     def attach_users(self, user_items=None, user_vectors=None, user_ids=None) -> "ItemIndex":
         """Bundle the users a service answers for: their histories (for exclusion, and as the
@@ -224,6 +313,15 @@ class ItemIndex:
                 torch_device = "cuda" if self.device == "cuda" else "cpu"
                 self._exact = ExactSearcher(self._vectors, self.metric, torch_device)
             return self._exact
+
+    def _item_vectors(self, items: np.ndarray) -> np.ndarray:
+        if self._vectors is not None:
+            return np.ascontiguousarray(self._vectors[items])
+        with self._exact_lock:  # IVF keeps no flat copy: faiss reconstructs through a direct map
+            if getattr(self._faiss, "direct_map", None) is not None and self._faiss.direct_map.type == 0:
+                self._faiss.make_direct_map()
+        return np.stack([self._faiss.reconstruct(int(i)) for i in items]) if items.size else \
+            np.empty((0, self.dim), np.float32)
 
     def _fallback(self, q, rows, k, excl, banned):
         """Exact answer for ``rows`` when the ANN index cannot give one cheaply."""
@@ -258,20 +356,13 @@ class ItemIndex:
         """Write the index to the directory ``path``: ``index.faiss`` (faiss.write_index; for
         item-item indices ``model.npz``, a recfb model file), ``arrays.npz`` (ids, users) and
         ``metadata.json`` (kind, metric, parameters, versions, sha256 of every file)."""
-        from recfb.serving.persist import save_index
-        return save_index(self, path)
+        return persist.save_index(self, path)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> "ItemIndex":
         """Read an index written by :meth:`save`. Checks format, versions and checksums and
         never unpickles; problems raise :class:`recfb.utils.errors.FormatError`."""
-        from recfb.serving.persist import load_index
-        return load_index(cls, path, device)
-
-
-def _positive(value, name):
-    from recfb.utils.validation import check_positive_int
-    return check_positive_int(value, name)
+        return persist.load_index(cls, path, device)
 
 
 def _check_vectors(item_vectors) -> np.ndarray:
@@ -297,60 +388,31 @@ def _check_item_ids(item_ids, n_items: int) -> np.ndarray:
     return ids
 
 
-def _resolve_params(kind: str, given: dict, n_items: int, dim: int | None = None) -> dict:
-    defaults = DEFAULT_PARAMS[kind]
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise TypeError(f"unknown {kind} index parameter(s) {unknown}; valid: {sorted(defaults)}.")
-    params = {**defaults, **given}
-    if kind == "hnsw":
-        for name in ("M", "efConstruction", "efSearch"):
-            params[name] = _positive(params[name], name)
-    elif kind == "ivf":
-        params["nlist"] = _faiss.default_nlist(n_items) if params["nlist"] is None else _positive(params["nlist"], "nlist")
-        if params["nlist"] > n_items:
-            raise ValueError(f"nlist == {params['nlist']}, must be <= the number of items ({n_items}).")
-        if params["nprobe"] is None:
-            params["nprobe"] = default_nprobe(params["nlist"])
-        params["nprobe"] = min(_positive(params["nprobe"], "nprobe"), params["nlist"])
-        if params["pq_m"] is not None:
-            params["pq_m"] = _positive(params["pq_m"], "pq_m")
-            if dim is not None and dim % params["pq_m"]:  # faiss aborts with a C++ assertion otherwise
-                raise ValueError(f"pq_m == {params['pq_m']}, must divide the vector dimension ({dim}) into "
-                                 "equal sub-vectors.")
-        elif "pq_bits" in given:
-            raise ValueError(f"pq_bits == {given['pq_bits']!r} was given without pq_m; product quantisation needs "
-                             "pq_m (sub-vectors per vector) too.")
-        params["pq_bits"] = _positive(params["pq_bits"], "pq_bits")
-        if params["pq_bits"] > 16:
-            raise ValueError(f"pq_bits == {params['pq_bits']}, must be in 1..16 (bits per sub-vector code).")
-        if params["pq_m"] is not None and n_items < 2 ** params["pq_bits"]:
-            raise ValueError(f"pq_bits == {params['pq_bits']} trains {2 ** params['pq_bits']} codes per sub-vector but "
-                             f"there are only {n_items} items to train on; lower pq_bits (<= "
-                             f"{max(1, n_items.bit_length() - 1)}).")
-    return params
+class _IndexRecommender:
+    """implicit's ``recommend`` answered by an ItemIndex (what ranking_metrics calls)."""
 
+    def __init__(self, index: ItemIndex, model=None):
+        self.index = index
+        self.user_factors = None
+        if index.query_kind == "vector":
+            factors = getattr(model, "user_factors", None)
+            if factors is None and index.users is not None:
+                factors = index.users.user_vectors
+            if factors is None:
+                raise ValueError("an embedding index needs user vectors to recommend: pass the model (with "
+                                 "user_factors) or attach users.")
+            self.user_factors = np.asarray(factors, dtype=np.float32)
 
-def default_nprobe(nlist: int) -> int:
-    """Probe about 1/32 of the lists (at least 8): a recall near 0.95 on clustered data."""
-    return int(min(nlist, max(8, nlist // 32)))
-
-
-def _resolve_device(device: str, kind: str) -> str:
-    """"auto" -> "cuda" when the chosen kind can run there, else "cpu"."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device == {device!r}, must be 'auto', 'cpu' or 'cuda'.")
-    import torch
-    if kind == "exact":
-        can = torch.cuda.is_available()
-        why = "torch sees no CUDA device"
-    elif kind == "ivf":
-        can = _faiss.faiss_gpu_available()
-        why = "this faiss has no GPU support or sees no GPU (install faiss-gpu-cu12 instead of faiss-cpu)"
-    else:
-        can, why = False, "faiss has no GPU HNSW; use kind='ivf' or 'exact' on a GPU"
-    if device == "auto":
-        return "cuda" if can else "cpu"
-    if device == "cuda" and not can:
-        raise ValueError(f"device='cuda' for kind={kind!r} is unavailable: {why}.")
-    return device
+    def recommend(self, userids, user_items, N=10, filter_already_liked_items=True, filter_items=None,
+                  recalculate_user=False, items=None):
+        if recalculate_user:
+            raise ValueError("recalculate_user folds users in through the model; an index serves stored vectors.")
+        if items is not None:
+            raise ValueError("items= (ranking a candidate subset) is not supported through an index.")
+        userids = np.asarray(userids)
+        one = userids.ndim == 0
+        userids = np.atleast_1d(userids)
+        queries = user_items if self.index.query_kind == "history" else self.user_factors[userids]
+        exclude = user_items if filter_already_liked_items else None
+        ids, scores = self.index.search(queries, N, exclude=exclude, filter_items=filter_items)
+        return (ids[0], scores[0]) if one else (ids, scores)

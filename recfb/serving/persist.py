@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from recfb._version import __version__
 from recfb.models.base import read_npz
 from recfb.serving import _faiss
+from recfb.serving._params import KINDS, METRICS, resolve_device
 from recfb.utils.errors import DataError, FormatError
 
 FORMAT = "recfb-item-index"
@@ -75,6 +76,7 @@ def save_index(index, path) -> Path:
             "dim": index.dim,
             "params": index.params,
             "model_class": index.model_class,
+            "calibration": index.calibration,
             "shard": index.shard,
             "has_users": users is not None,
             "recfb_version": __version__,
@@ -126,7 +128,7 @@ def read_metadata(path) -> dict:
             raise FormatError(f"{path / META} lacks {key!r}; the index is corrupted.")
     checks = {"kind": str, "metric": str, "n_items": int, "sha256": dict, "dim": (int, type(None)),
               "params": (dict, type(None)), "query_kind": (str, type(None)), "has_users": (bool, type(None)),
-              "model_class": (str, type(None))}
+              "model_class": (str, type(None)), "calibration": (dict, type(None))}
     for key, types in checks.items():
         value = meta.get(key)
         if not isinstance(value, types) or (isinstance(value, bool) and key in ("n_items", "dim")):
@@ -141,7 +143,6 @@ def read_metadata(path) -> dict:
 
 
 def load_index(cls, path, device: str = "auto"):
-    from recfb.serving.index import KINDS, METRICS, _resolve_device
     path = Path(path)
     meta = read_metadata(path)
     if meta["kind"] not in KINDS or meta["metric"] not in METRICS:
@@ -159,7 +160,7 @@ def load_index(cls, path, device: str = "auto"):
     ids = arrays.get("item_ids")
     if ids is not None and (ids.ndim != 1 or ids.size != n_items):
         raise FormatError(f"{path / ARRAYS_FILE}: item_ids has shape {ids.shape}, expected ({n_items},).")
-    device = _resolve_device(device, meta["kind"])
+    device = resolve_device(device, meta["kind"])
     if meta.get("query_kind") == "history":
         if MODEL_FILE not in sums:
             raise FormatError(f"{path}: an item-item index needs {MODEL_FILE}.")
@@ -181,7 +182,8 @@ def load_index(cls, path, device: str = "auto"):
             raise FormatError(f"{path}: the faiss index ({fi.ntotal} x {fi.d}, metric {fi.metric_type}) does not "
                               f"match the metadata ({n_items} x {meta.get('dim')}, {meta['metric']}).")
         index = cls(kind=meta["kind"], metric=meta["metric"], n_items=n_items, dim=fi.d, faiss_index=fi,
-                    item_ids=arrays.get("item_ids"), params=meta.get("params"), device=device, shard=meta.get("shard"))
+                    item_ids=arrays.get("item_ids"), params=meta.get("params"), device=device, shard=meta.get("shard"),
+                    calibration=meta.get("calibration"))
     if meta.get("has_users"):
         items = None
         if "user_items.indptr" in arrays:
