@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,graph]'
+	$(PY) -m pip install --quiet -e '.[dev,graph,serve]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -35,7 +35,7 @@ MODELS = {
 SEQUENTIAL = ("sasrec", "gsasrec", "bert4rec")
 
 # Optional dependencies by import name -> the extra that installs them.
-EXTRAS = {"torch_geometric": "graph"}
+EXTRAS = {"torch_geometric": "graph", "fastapi": "serve", "uvicorn": "serve"}
 
 # The demo's line-up: every model at its defaults, exactly as a user writes it (the defaults are
 # chosen by benchmarks/defaults.py; benchmarks/RESULTS.md has the sweep).
@@ -57,7 +57,7 @@ class CLIError(Exception):
 
 
 def _parse_params(pairs) -> dict:
-    from recfb.serving.cli import _parse_params as parse_key_values
+    from recfb.serving.cli import parse_key_values
     try:
         return parse_key_values(pairs)
     except ValueError as exc:
@@ -478,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     split_args(u)
     u.set_defaults(func=cmd_tune)
 
-    from recfb.serving.cli import add_export_parser
+    from recfb.serving.cli import add_export_parser, add_serve_parser
     add_export_parser(sub)
+    add_serve_parser(sub)
 
     m = sub.add_parser("demo", help="the main job: leaderboard on the default dataset, then a few recommendations")
     m.set_defaults(func=cmd_demo)
