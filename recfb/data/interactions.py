@@ -200,19 +200,86 @@ class Interactions:
 
     @classmethod
     def from_parquet(cls, path, user_col: str = "user", item_col: str = "item", value_col: str | None = None,
-                     timestamp_col: str | None = None, **kwargs) -> "Interactions":
-        """Read a Parquet file (needs pyarrow); the column names are arguments."""
+                     timestamp_col: str | None = None, *, rank: int | None = None, world_size: int | None = None,
+                     id_maps: str = "auto", **kwargs) -> "Interactions":
+        """Read a Parquet file or a directory of them (needs pyarrow); the column names are arguments.
+
+        A directory is read as the ``*.parquet`` files under it (recursively) in sorted path
+        order, their rows concatenated. With ``rank`` and ``world_size``, only this rank's
+        share is read: the row groups of all files, in that order, are cut into
+        ``world_size`` contiguous runs of about equal row counts (from the files' metadata,
+        before any data is read), and rank ``r`` reads run ``r``. The ranks' rows, in rank
+        order, are the rows of the whole dataset; write at least ``world_size`` row groups.
+
+        The id maps are built once, from the ids of all ranks, so every rank gets the same
+        internal ids as one process reading everything (sorted distinct ids):
+        ``id_maps="gather"`` has each rank find its shard's distinct ids and all-gather them
+        over the initialised torch.distributed group (the traffic is distinct ids, not rows);
+        ``"scan"`` has each rank read the two id columns of every file (a column-only first
+        pass: no process group needed, e.g. from Spark tasks, at the cost of every rank
+        reading all ids); ``"auto"`` gathers when a process group of ``world_size`` ranks is
+        initialised, else scans. ``user_ids``/``item_ids`` (passed on to :meth:`from_arrays`)
+        skip both.
+        """
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("reading Parquet needs pyarrow: pip install pyarrow") from exc
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"no such file: {path}")
-        try:
-            table = pq.read_table(path)
-        except Exception as exc:
-            raise DataError(f"{path} is not a readable Parquet file: {exc}") from None
+            raise FileNotFoundError(f"no such file or directory: {path}")
+        if (rank is None) != (world_size is None):
+            raise ValueError(f"rank == {rank!r} and world_size == {world_size!r}: give both or neither.")
+        sharded = rank is not None
+        if sharded:
+            for name, v in (("rank", rank), ("world_size", world_size)):
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    raise TypeError(f"{name} must be an int, got {v!r} ({type(v).__name__}).")
+            if world_size < 1 or not 0 <= rank < world_size:
+                raise ValueError(f"rank == {rank}, world_size == {world_size}: need world_size >= 1 and "
+                                 "0 <= rank < world_size.")
+        if id_maps not in ("auto", "gather", "scan"):
+            raise ValueError(f"id_maps == {id_maps!r}, must be 'auto', 'gather' or 'scan'.")
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file()) if path.is_dir() else [path]
+        if not files:
+            raise DataError(f"{path} is a directory with no *.parquet file.")
+        handles = []
+        for f in files:
+            try:
+                handles.append(pq.ParquetFile(f))
+            except Exception as exc:
+                raise DataError(f"{f} is not a readable Parquet file: {exc}") from None
+        if not sharded and len(files) == 1:
+            table = _read_parquet_units(handles, [(0, g) for g in range(handles[0].num_row_groups)], None, files)
+            return cls.from_dataframe(table.to_pandas(), user_col, item_col, value_col, timestamp_col, **kwargs)
+        units = [(j, g) for j, h in enumerate(handles) for g in range(h.num_row_groups)]
+        rows = np.array([handles[j].metadata.row_group(g).num_rows for j, g in units], np.int64)
+        rank, world_size = (0, 1) if not sharded else (int(rank), int(world_size))
+        owner = _contiguous_owners(rows, world_size)
+        empty = sorted(set(range(world_size)) - set(owner[rows > 0].tolist()))
+        if empty:
+            raise DataError(f"{path}: {len(units)} row group(s) ({int(rows.sum())} rows) cannot give each of "
+                            f"world_size={world_size} ranks rows (ranks {empty} would get none); write the data "
+                            "in at least world_size row groups or files.")
+        mine = [u for u, o in zip(units, owner) if o == rank]
+        if world_size > 1 and "user_ids" not in kwargs and "item_ids" not in kwargs:
+            mode = id_maps
+            if mode == "auto":
+                mode = "gather" if _group_world_size() == world_size else "scan"
+            id_cols = [user_col, item_col]
+            if mode == "scan":
+                ids = _read_parquet_units(handles, units, id_cols, files)
+            else:
+                ids = _read_parquet_units(handles, mine, id_cols, files)
+            _check_no_nulls(ids, id_cols, path)
+            user_map, _ = IdMap.from_values(ids.column(user_col).to_numpy(zero_copy_only=False), "user ids")
+            item_map, _ = IdMap.from_values(ids.column(item_col).to_numpy(zero_copy_only=False), "item ids")
+            del ids
+            if mode == "gather":
+                user_map, item_map = _gather_id_maps(user_map, item_map, world_size)
+            kwargs = {**kwargs, "user_ids": user_map, "item_ids": item_map}
+        columns = [c for c in (user_col, item_col, value_col, timestamp_col) if c is not None]
+        table = _read_parquet_units(handles, mine, columns, files)
         return cls.from_dataframe(table.to_pandas(), user_col, item_col, value_col, timestamp_col, **kwargs)
 
     # ------------------------------------------------------------------ basic properties
@@ -358,6 +425,63 @@ class Interactions:
         i = item_map.to_internal(self.item_ids[self.items])
         return Interactions(u, i, self.values, self.timestamps, user_map=user_map, item_map=item_map,
                             duplicates=self.duplicates, validate=False)
+
+
+def _contiguous_owners(rows: np.ndarray, world_size: int) -> np.ndarray:
+    """Rank of each row group: contiguous runs of about ``total / world_size`` rows."""
+    total = int(rows.sum())
+    starts = np.cumsum(rows) - rows
+    return np.minimum(world_size - 1, (starts * world_size) // max(total, 1)).astype(np.int64)
+
+
+def _read_parquet_units(handles, units, columns, files):
+    """The rows of ``units`` ((file, row group) pairs), as one pyarrow table."""
+    import pyarrow as pa
+
+    parts = []
+    for j, group in units:
+        try:
+            parts.append(handles[j].read_row_group(group, columns=columns))
+        except Exception as exc:
+            raise DataError(f"{files[j]} row group {group}: cannot read columns {columns}: {exc}") from None
+    if not parts:
+        return handles[0].schema_arrow.empty_table() if columns is None else \
+            handles[0].schema_arrow.empty_table().select(columns)
+    try:
+        return pa.concat_tables(parts)
+    except Exception as exc:
+        raise DataError(f"the Parquet files do not share one schema: {exc}") from None
+
+
+def _check_no_nulls(table, columns, source) -> None:
+    for c in columns:
+        if c not in table.column_names:
+            raise DataError(f"column {c!r} not in {source}; it has {table.column_names}.")
+        nulls = table.column(c).null_count
+        if nulls:
+            raise DataError(f"column {c!r} has {nulls} missing values.")
+
+
+def _group_world_size() -> int | None:
+    """World size of the initialised torch.distributed group, None when there is none."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return None
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else None
+
+
+def _gather_id_maps(user_map: IdMap, item_map: IdMap, world_size: int):
+    """Every rank's distinct ids, all-gathered and merged: the same sorted maps on each rank."""
+    from recfb.distributed import get_comm
+
+    comm = get_comm(None)
+    if comm.world_size != world_size:
+        raise DataError(f"id_maps='gather' needs an initialised process group of world_size={world_size} ranks; "
+                        f"found world size {comm.world_size}. Use id_maps='scan'.")
+    users, items = zip(*comm.all_gather_object((user_map.ids, item_map.ids)))
+    return (IdMap.from_values(np.concatenate(users), "user ids")[0],
+            IdMap.from_values(np.concatenate(items), "item ids")[0])
 
 
 def concatenate(parts) -> Interactions:

@@ -285,14 +285,15 @@ def _top_neighbors_chunk(lo, hi, indptr, indices, data, col_ptr, rows, pos, bina
         _heapsort(nbr_idx[i], size)  # by item id
 
 
-def gram_top_neighbors(X, k: int, threshold: float, dtype=np.float32, csc=None):
+def gram_top_neighbors(X, k: int, threshold: float, dtype=np.float32, csc=None, items=None):
     """Each item's ``k`` most correlated items (cosine ``G_ij / sqrt(G_ii G_jj) >=
     threshold`` over the items it co-occurs with, the item itself excluded; ties go to the
     smaller item id), computing one row of ``G = X^T X`` at a time: memory is
     ``n_items x k`` plus one dense row per thread.
 
     Returns ``(nbr_idx int32 (n, k), nbr_cnt int64 (n,), diag float64 (n,))``; row ``i``
-    holds ``nbr_cnt[i]`` neighbours sorted by item id, ``diag = diag(G)``.
+    holds ``nbr_cnt[i]`` neighbours sorted by item id, ``diag = diag(G)``. ``items=(lo, hi)``
+    computes only rows ``lo..hi-1`` (one rank's share; the other rows stay empty).
     """
     n = X.shape[1]
     X = canonical(X)
@@ -305,8 +306,9 @@ def gram_top_neighbors(X, k: int, threshold: float, dtype=np.float32, csc=None):
     work = _row_work(X.indptr, col_ptr, rows, pos, False)
     nbr_idx = np.zeros((n, k), np.int32)
     nbr_cnt = np.zeros(n, np.int64)
-    run_chunks(_top_neighbors_chunk, _balanced(work), X.indptr, X.indices, data, col_ptr, rows, pos, is_binary(X),
-               work, inv_sqrt_diag, float(threshold), nbr_idx, nbr_cnt)
+    lo, hi = (0, n) if items is None else (int(items[0]), int(items[1]))
+    run_chunks(_top_neighbors_chunk, _balanced(work[lo:hi]) + lo, X.indptr, X.indices, data, col_ptr, rows, pos,
+               is_binary(X), work, inv_sqrt_diag, float(threshold), nbr_idx, nbr_cnt)
     return nbr_idx, nbr_cnt, diag
 
 
@@ -415,7 +417,7 @@ def _solve_chunk(lo_item, hi_item, packed, rhs, nbr_cnt, lo, l2, emphasis, weigh
 
 
 def neighborhood_weights(X, nbr_idx, nbr_cnt, l2: float, emphasis: float, dtype=np.float32,
-                         max_bytes: int | None = None, csc=None):
+                         max_bytes: int | None = None, csc=None, items=None):
     """EASE column ``i`` restricted to the neighbours ``N = N_i`` of item ``i``:
     ``B[N, i] = (G_NN + Lambda_N)^-1 G_Ni`` with ``Lambda = l2 + emphasis * diag(G)``, with
     the exact Gram entries: one more pass over the rows of ``G`` serves every item that lists
@@ -423,7 +425,8 @@ def neighborhood_weights(X, nbr_idx, nbr_cnt, l2: float, emphasis: float, dtype=
     whose packed systems fit ``max_bytes``. Solved in float64 by Cholesky, threads over items.
 
     Returns ``(weights (n, k) dtype aligned with nbr_idx, n_failed)``; ``n_failed`` counts
-    systems that were not positive definite (only possible with ``l2 == 0``)."""
+    systems that were not positive definite (only possible with ``l2 == 0``). ``items=(lo,
+    hi)`` solves only items ``lo..hi-1`` (one rank's share; the other rows stay zero)."""
     n, k = nbr_idx.shape
     X = canonical(X)
     csc = csc_positions(X) if csc is None else csc
@@ -436,8 +439,9 @@ def neighborhood_weights(X, nbr_idx, nbr_cnt, l2: float, emphasis: float, dtype=
     batch = n if max_bytes is None else int(max(256, min(n, max_bytes // per_item)))
     weights = np.zeros((n, k), dtype)
     failed = 0
-    for lo in range(0, n, batch):
-        hi = min(n, lo + batch)
+    first, last = (0, n) if items is None else (int(items[0]), int(items[1]))
+    for lo in range(first, last, batch):
+        hi = min(last, lo + batch)
         req_ptr, req_item, req_pos = _requests(nbr_idx, nbr_cnt, lo, hi, n)
         packed = np.empty((hi - lo, tri), dtype)
         rhs = np.empty((hi - lo, k), dtype)

@@ -41,6 +41,14 @@ class EASE(Recommender):
     for the systems (solved in batches when that exceeds ``max_memory``), no items x items
     array.
 
+    Beyond one process (``fit(..., distributed=True)``, or an initialised torch.distributed
+    group): the sparse method's per-item neighbour searches and regressions are sharded
+    across the ranks in contiguous item ranges of about equal work and all-gathered, so every
+    rank ends with the same ``B`` as one process (bit for bit: each column is computed by the
+    same code from the same data). Every rank passes the whole ``user_items``. The dense
+    method stays single-process: each rank computes it whole, with no communication. The
+    method is chosen once, on rank 0, against the smallest ``max_memory`` of the ranks.
+
     Parameters
     ----------
     l2 : float, default 500.0
@@ -96,7 +104,7 @@ class EASE(Recommender):
         self.threshold = threshold
 
     # ------------------------------------------------------------------ fit
-    def fit(self, user_items, show_progress: bool = True) -> "EASE":
+    def fit(self, user_items, show_progress: bool = True, distributed=None) -> "EASE":
         if not (isinstance(self.l2, (int, float, np.number)) and self.l2 >= 0 and np.isfinite(self.l2)):
             raise ValueError(f"l2 == {self.l2!r}, must be a finite number >= 0.")
         if not (isinstance(self.dropout, (int, float, np.number)) and 0 <= self.dropout < 1):
@@ -121,10 +129,27 @@ class EASE(Recommender):
         dtype = np.dtype(self.dtype)
         _check_gram_range(X, dtype)
         budget = int(self.max_memory) if self.max_memory is not None else available_memory()
-        method, device = self._choose_method(X, dtype, device, budget, k)
+        from recfb.distributed import get_comm
+        comm = get_comm(distributed)
+        if comm.enabled:  # one decision for all ranks, against the tightest memory
+            budget = int(comm.all_reduce_array(np.array([budget], np.int64), "min")[0])
+            choice = None
+            if comm.is_main:
+                try:
+                    choice = self._choose_method(X, dtype, device, budget, k)
+                except MemoryError as exc:  # every rank raises it, none waits for the others
+                    choice = ("error", str(exc))
+            method, device = comm.broadcast(choice)
+            if method == "error":
+                raise MemoryError(device)
+            if method == "dense":
+                device = _resolve_device(self.device)
+        else:
+            method, device = self._choose_method(X, dtype, device, budget, k)
         self.method_, self.device_ = method, device
         stages = ["gram", "invert", "weights"] if method == "dense" else ["neighbors", "solve", "weights"]
-        bar = tqdm(total=len(stages), desc=f"EASE ({method}, {device})", disable=not show_progress, leave=False)
+        bar = tqdm(total=len(stages), desc=f"EASE ({method}, {device})", disable=not (show_progress and comm.is_main),
+                   leave=False)
         times = {}
         clock = [time.perf_counter()]
 
@@ -137,7 +162,7 @@ class EASE(Recommender):
         if method == "dense":
             self.weights_ = self._fit_dense(X, dtype, device, stage_done)
         else:
-            self.weights_ = self._fit_sparse(X, dtype, budget, min(k, max(self.n_items_ - 1, 1)), stage_done)
+            self.weights_ = self._fit_sparse(X, dtype, budget, min(k, max(self.n_items_ - 1, 1)), stage_done, comm)
         bar.close()
         W = self.weights_.data if sp.issparse(self.weights_) else self.weights_
         if not np.isfinite(W).all():
@@ -198,17 +223,30 @@ class EASE(Recommender):
         stage_done("weights")
         return G
 
-    def _fit_sparse(self, X, dtype, budget, k, stage_done) -> sp.csr_matrix:
+    def _fit_sparse(self, X, dtype, budget, k, stage_done, comm=None) -> sp.csr_matrix:
         from recfb.models import _gram
 
         n = self.n_items_
         csc = _gram.csc_positions(X)
-        nbr_idx, nbr_cnt, _ = _gram.gram_top_neighbors(X, k, self.threshold, dtype, csc=csc)
+        items = None
+        if comm is not None and comm.enabled:  # this rank's items: contiguous, about equal work
+            work = _gram._row_work(X.indptr, *csc, False) * 2.0 + k**3 / 6.0
+            cum = np.cumsum(work)
+            cuts = np.searchsorted(cum, cum[-1] * np.arange(comm.world_size + 1) / comm.world_size)
+            cuts[0], cuts[-1] = 0, n
+            items = (int(cuts[comm.rank]), int(cuts[comm.rank + 1]))
+        nbr_idx, nbr_cnt, _ = _gram.gram_top_neighbors(X, k, self.threshold, dtype, csc=csc, items=items)
         stage_done("neighbors")
         packed_budget = int(0.8 * (budget - _sparse_fixed_bytes(n, X.nnz, k, dtype)))
         weights, failed = _gram.neighborhood_weights(X, nbr_idx, nbr_cnt, self.l2, self.dropout / (1.0 - self.dropout),
-                                                     dtype, max_bytes=packed_budget, csc=csc)
+                                                     dtype, max_bytes=packed_budget, csc=csc, items=items)
         del csc
+        if items is not None:  # every rank gathers every rank's columns, in item order
+            lo, hi = items
+            failed = int(comm.all_reduce_array(np.array([failed], np.int64), "sum")[0])
+            nbr_idx = comm.all_gather_array(nbr_idx[lo:hi])
+            nbr_cnt = comm.all_gather_array(nbr_cnt[lo:hi])
+            weights = comm.all_gather_array(weights[lo:hi])
         stage_done("solve")
         if failed:
             _check_info(failed, f"Cholesky factorisation of {failed} neighbourhood system(s)")
