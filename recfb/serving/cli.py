@@ -12,7 +12,7 @@ def add_export_parser(subparsers):
     """Add the ``export`` sub-command to an argparse ``subparsers`` object."""
     e = subparsers.add_parser("export", help="write a serving index (faiss file + JSON metadata) from a saved model",
                               description="Build an ItemIndex from a model written by `recfb train` and save it as a "
-                                          "directory that recfb.serving.ItemIndex.load (and examples/service.py) reads.")
+                                          "directory that recfb.serving.ItemIndex.load reads, and `recfb serve` serves.")
     e.add_argument("--model", required=True, help="a model file written by `recfb train`")
     e.add_argument("--output", "-o", required=True, help="index directory to write")
     e.add_argument("--kind", choices=KIND_CHOICES, default="exact",

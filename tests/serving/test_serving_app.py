@@ -236,3 +236,21 @@ def test_openapi_schema_fuzz_finds_no_server_error(index):
     statuses = {status for _, _, status in calls}
     assert len(calls) >= 100 and 200 in statuses and statuses & {400, 404, 422}
     assert not failures, failures[:3]
+
+
+def test_the_example_client_against_the_app(index, data):
+    """examples/service.py (a thin client) works on any httpx client, TestClient included."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "examples" / "service.py"
+    spec = importlib.util.spec_from_file_location("recfb_example_client", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    c = TestClient(create_app(index), raise_server_exceptions=False)
+    assert example.recommend(c, 103, 3)["items"] == _expected(data, 3, 3)[0]
+    rows = example.recommend_many(c, [103, 104], 3, exclude=[["item-5"], []])
+    assert rows[0]["items"] == _expected(data, 3, 3, extra=[5])[0]
+    assert example.health(c)["n_users"] == N_USERS
+    with pytest.raises(example.ServiceError, match="unknown user") as err:
+        example.recommend(c, 5, 3)
+    assert err.value.status == 404 and err.value.field == "user"
