@@ -1,3 +1,11 @@
+"""The one protocol of the noisy-label denoisers (:class:`Denoiser`), called by the pair
+training step (:mod:`recfb.train.step`) and the loop (:class:`recfb.train.Trainer`).
+
+A denoiser may act at three points of a step, each optional: it may **resample** the batch's
+positives before scoring (PLD), weight the batch's **negatives** (R-CE), and weight the
+batch's **positives** from their losses (T-CE's mask, R-CE's weights). Every method is
+vectorised over the batch.
+"""
 from __future__ import annotations
 
 import torch
@@ -9,19 +17,33 @@ class Denoiser:
     - ``setup(users, items, n_users, n_items, total_steps)`` once before training, with the
       training interactions as COO tensors (row ``k`` is interaction index ``k``) and the
       number of optimisation steps the run will take (for warm-up schedules);
+    - ``resample(index, step, generator, epoch, step_number) -> index`` before each batch is
+      scored: may replace the batch's interaction indices (PLD draws each slot's positive from
+      a pool of its user's positives by their losses, which ``step.candidate_losses`` gives
+      under the current model); the default keeps them;
     - ``negative_weights(neg_scores (B, n), step) -> (B, n) or None`` before the objective
-      (R-CE reweights negatives too; ``None`` leaves them alone);
+      (R-CE reweights negatives; ``None`` leaves them alone). A denoiser that returns weights
+      sets ``reweights_negatives = True``, and the step refuses objectives that cannot apply
+      them;
     - ``weights(losses, scores, step, index) -> (B,)`` weights for the batch's positives:
       ``losses`` are the detached per-positive losses, ``scores`` the detached positive scores,
       ``index`` the interaction indices (for per-interaction statistics).
 
     ``noise_scores()`` returns one number per training interaction, higher meaning "more
     likely noise" by the method's own criterion (for precision/recall of its decisions).
+    ``state_dict()`` / ``load_state_dict()`` hold what a checkpoint must keep.
     """
+
+    #: True when :meth:`negative_weights` returns weights (the objective must apply them)
+    reweights_negatives = False
 
     def setup(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, total_steps: int) -> None:
         self.n_interactions = int(users.numel())
         self.total_steps = int(total_steps)
+
+    def resample(self, index: torch.Tensor, step, generator: torch.Generator, epoch: int,
+                 step_number: int) -> torch.Tensor:
+        return index
 
     def negative_weights(self, neg_scores: torch.Tensor, step: int):
         return None

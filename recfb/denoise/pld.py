@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 
 from recfb.denoise.base import Denoiser
-from recfb.losses.objectives import Batch
-from recfb.sampling.positive import PositiveSampler
 
 
 class PLD(Denoiser):
@@ -46,69 +44,37 @@ class PLD(Denoiser):
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
             raise ValueError(f"warmup_epochs == {warmup_epochs!r}, must be an int >= 0.")
         self.pool_size, self.temperature, self.warmup_epochs = pool_size, float(temperature), warmup_epochs
-        self.sampler_ = PLDSampler(self)
 
-    def positive_sampler(self) -> PositiveSampler:
-        return self.sampler_
+    def setup(self, users, items, n_users, n_items, total_steps):
+        super().setup(users, items, n_users, n_items, total_steps)
+        self.users_, self.items_ = users, items
+        counts = torch.bincount(users, minlength=n_users)
+        self.start_ = torch.cumsum(counts, 0) - counts  # CSR order: a user's interactions are contiguous
+        self.count_ = counts
+        self.last_loss_ = torch.full((users.numel(),), float("nan"), device=users.device)
 
-    def weights(self, losses, scores, step, index):
-        return torch.ones_like(losses)
+    def resample(self, index, step, generator, epoch, step_number):
+        """Each slot's positive drawn from a pool of its user's positives by softmax(-loss / T)
+        (the pool's losses from ``step.candidate_losses``: the objective under the current
+        model, no gradient); the plain batch during the warm-up epochs."""
+        if epoch < self.warmup_epochs:
+            return index
+        u = self.users_[index]
+        k = self.pool_size
+        offsets = (torch.rand((index.numel(), k), generator=generator, device=index.device)
+                   * self.count_[u].unsqueeze(1)).long()
+        pool = self.start_[u].unsqueeze(1) + offsets  # (B, k) interaction indices
+        loss = step.candidate_losses(u, self.items_[pool], generator, pool, step_number)
+        with torch.no_grad():
+            self.last_loss_[pool.reshape(-1)] = loss.reshape(-1)
+            # softmax(-loss / T) sampling by the Gumbel-max trick (seeded by the loop's generator)
+            g = torch.rand(loss.shape, generator=generator, device=index.device).clamp_(1e-12, 1).log_().neg_().log_()
+            choice = torch.argmax(loss.div_(-self.temperature).sub_(g), dim=1)
+        return pool.gather(1, choice.unsqueeze(1)).squeeze(1)
 
     def noise_scores(self):
         """The last pool loss of every training interaction (NaN if never in a pool)."""
-        return self.sampler_.last_loss_.cpu().numpy()
-
-    def state_dict(self):
-        return self.sampler_.state_dict()
-
-    def load_state_dict(self, state):
-        self.sampler_.load_state_dict(state)
-
-
-class PLDSampler(PositiveSampler):
-    """The positive sampler behind :class:`PLD` (epoch order as usual; ``refine`` swaps each
-    slot's positive for one resampled from the user's pool)."""
-
-    def __init__(self, config: PLD):
-        # private: the PLD holds this sampler, so a public back-reference would be a cycle for
-        # anything that walks public attributes (the checkpoint fingerprint does)
-        self._config = config
-
-    def setup(self, users, items, n_users, n_items):
-        super().setup(users, items, n_users, n_items)
-        counts = torch.bincount(users, minlength=n_users)
-        self.start = torch.cumsum(counts, 0) - counts  # CSR order: a user's interactions are contiguous
-        self.count = counts
-        self.last_loss_ = torch.full((users.numel(),), float("nan"), device=users.device)
-
-    def epoch_indices(self, epoch, generator):
-        return torch.randperm(self.users.numel(), generator=generator, device=generator.device)
-
-    def refine(self, idx, scorer, objective, negatives, generator, epoch, step):
-        cfg = self._config
-        if epoch < cfg.warmup_epochs:
-            return idx
-        u = self.users[idx]
-        k = cfg.pool_size
-        offsets = (torch.rand((idx.numel(), k), generator=generator, device=idx.device)
-                   * self.count[u].unsqueeze(1)).long()
-        pool = self.start[u].unsqueeze(1) + offsets  # (B, k) interaction indices
-        j = negatives.sample(u, 1, generator)
-        items = self.items[pool]
-        with torch.no_grad():
-            # one scoring call: the negative as "positive" (B,) and the pool as "negatives" (B, k)
-            s_neg, s_pool = scorer.batch_scores(u, j[:, 0], items)
-            flat = pool.reshape(-1)
-            batch = None
-            if objective.needs_batch:
-                batch = Batch(u.repeat_interleave(k), items.reshape(-1), j.repeat_interleave(k, dim=0), flat, step)
-            loss, _ = objective(s_pool.reshape(-1), s_neg.repeat_interleave(k).unsqueeze(1), batch)
-            loss = loss.view(-1, k)
-            self.last_loss_[flat] = loss.reshape(-1)
-            # softmax(-loss / T) sampling by the Gumbel-max trick (seeded by the loop's generator)
-            g = torch.rand(loss.shape, generator=generator, device=idx.device).clamp_(1e-12, 1).log_().neg_().log_()
-            choice = torch.argmax(loss.div_(-cfg.temperature).sub_(g), dim=1)
-        return pool.gather(1, choice.unsqueeze(1)).squeeze(1)
+        return self.last_loss_.cpu().numpy()
 
     def state_dict(self):
         return {"last_loss": self.last_loss_.cpu()}

@@ -117,6 +117,10 @@ class RCE(_PerInteractionStats):
             raise ValueError(f"beta == {beta!r}, must be a number >= 0.")
         self.beta, self.negatives = float(beta), bool(negatives)
 
+    @property
+    def reweights_negatives(self) -> bool:
+        return self.negatives
+
     def negative_weights(self, neg_scores, step):
         if not self.negatives:
             return None

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from recfb.losses.objectives import OBJECTIVES, Objective
+from recfb.losses.base import Objective
 
 
 def nbpo_loss(pos: torch.Tensor, neg: torch.Tensor, flip_pos: torch.Tensor, flip_neg: torch.Tensor):
@@ -108,5 +108,3 @@ class NBPO(Objective):
             neg_part = neg_part + 0.5 * self.flip_regularization * reg
         return pos_part, neg_part
 
-
-OBJECTIVES["nbpo"] = NBPO

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recfb.losses.objectives import OBJECTIVES, Objective
+from recfb.losses.base import Objective
 
 __all__ = ["relmf", "ubpr", "dr_relmf", "ideal_pointwise_loss", "ideal_pairwise_loss", "pointwise_parts",
            "RelMF", "UBPR", "DRRelMF"]
@@ -320,5 +320,3 @@ class UBPR(_PropensityObjective):
                      beta=self.beta, reduction="none")
         return terms.mean(dim=1), torch.zeros_like(pos)
 
-
-OBJECTIVES.update({RelMF.name: RelMF, UBPR.name: UBPR, DRRelMF.name: DRRelMF})

@@ -8,8 +8,8 @@ import torch
 
 from recfb.losses import Objective
 from recfb.models.base import Recommender
-from recfb.sampling import AllPositives, make_negative_sampler
-from recfb.train import TrainConfig, Trainer
+from recfb.sampling import make_negative_sampler
+from recfb.train import TrainConfig, Trainer, TrainSpec
 from recfb.train.loop import fused_problems, refuse_fused
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
@@ -19,8 +19,11 @@ from recfb.utils.validation import check_csr, check_number, check_positive_int
 class EmbeddingRecommender(Recommender):
     """Base for models with ``user_factors`` / ``item_factors``.
 
-    Subclasses implement ``_build_scorer(n_users, n_items, generator)`` and ``_objective()``
-    and may set ``metric = "l2"`` (scores are ``-||u - v||^2``; FAISS uses L2).
+    Subclasses implement ``_train_spec(X, scorer, objective, sample_weight, show_progress, ...)``
+    (what they train, in one place), ``_build_scorer(n_users, n_items, generator, X)``,
+    ``_objective(X)`` and ``_auto_settings(X, optimizer)``, and may set ``metric = "l2"``
+    (scores are ``-||u - v||^2``; FAISS uses L2). :meth:`fit` checks the input, resolves the
+    derived settings, builds the scorer and runs the spec on :class:`recfb.train.Trainer`.
     """
 
     needs_fitted_users = True
@@ -37,13 +40,12 @@ class EmbeddingRecommender(Recommender):
         check_number(self.learning_rate, "learning_rate", strict=True, allow_none=True)
         check_number(self.regularization, "regularization", allow_none=True)
         from recfb.denoise import Denoiser
-        denoise = getattr(self, "denoise", None)
-        if denoise is not None and not isinstance(denoise, Denoiser):
-            raise TypeError(f"denoise == {denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
+        if self.denoise is not None and not isinstance(self.denoise, Denoiser):
+            raise TypeError(f"denoise == {self.denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
             callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None,
-            valid_metric=None, callback=None):
+            valid_metric=None, callback=None, distributed: bool | None = False):
         """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
 
         Parameters
@@ -68,6 +70,12 @@ class EmbeddingRecommender(Recommender):
             Seconds of training (summed over resumed runs); training stops after the epoch
             that passes it, keeping the best validated weights. ``stopped_by_`` says why
             training ended (``"epochs"``, ``"patience"`` or ``"time_limit"``).
+        distributed : bool or None, default False
+            Train in several processes on torch.distributed (:mod:`recfb.distributed`; launch
+            with ``torchrun``): each rank trains its shard of every epoch, gradients are
+            averaged, every rank ends with the same weights, rank 0 validates and writes the
+            checkpoint. ``None``: distributed when a process group is initialised. The fused
+            kernel is single-process: distributed training takes the autograd path (Adam).
         """
         self._check_common()
         if callback is not None:
@@ -82,9 +90,9 @@ class EmbeddingRecommender(Recommender):
         if valid_items is not None:
             valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
         self.device_ = resolve_device(self.device)
-        objective, positives = self._objective(X), self._positive_sampler()
-        denoiser = getattr(self, "denoise", None)
-        self.optimizer_ = self._resolve_optimizer(objective, denoiser, positives)
+        comm = _comm(distributed)
+        objective = self._objective(X)
+        self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm)
         self._resolve_settings(X)
         seed = 0 if self.random_state is None else int(self.random_state)
         gen = torch.Generator().manual_seed(seed)
@@ -92,18 +100,12 @@ class EmbeddingRecommender(Recommender):
         # caller's state back afterwards
         with seeded_rng(seed, "cpu"):
             scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
-        config = TrainConfig(epochs=self.iterations_, batch_size=self.batch_size_, learning_rate=self.learning_rate_,
-                             optimizer=self.optimizer_, lr_schedule=self.lr_schedule_,
-                             num_negatives=self.num_negatives_, patience=getattr(self, "patience", None),
-                             seed=self.random_state, show_progress=show_progress,
-                             checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
-                             num_threads=getattr(self, "num_threads", 0), time_limit=time_limit)
-        validate = None
-        if valid_items is not None:
-            validate = self._make_validator(X, valid_items, valid_metric)
-        trainer = Trainer(scorer, objective, make_negative_sampler(getattr(self, "negatives", "uniform")),
-                          positives, config, self.device_, weights=sample_weight,
-                          denoiser=denoiser, validate=validate, callbacks=callbacks, settings=self.get_params())
+        spec = self._train_spec(X, scorer, objective, sample_weight, show_progress=show_progress,
+                                checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
+                                time_limit=time_limit)
+        validate = None if valid_items is None else self._make_validator(X, valid_items, valid_metric)
+        trainer = Trainer(spec, self.device_, validate=validate, callbacks=callbacks, settings=self.get_params(),
+                          comm=comm)
         trainer.fit(X)
         self.scorer_ = scorer
         self.history_ = trainer.history
@@ -119,14 +121,28 @@ class EmbeddingRecommender(Recommender):
         """The model's own reasons why its kernel cannot train this fit (CML: item features)."""
         return []
 
-    def _resolve_optimizer(self, objective, denoiser, positives) -> str:
+    def _train_spec(self, X, scorer, objective, sample_weight, **run) -> TrainSpec:  # pragma: no cover
+        """What this model trains: its :class:`~recfb.train.TrainSpec` (``run``: the fit's
+        progress, checkpoint, resume and time-limit settings for :meth:`_config`)."""
+        raise NotImplementedError
+
+    def _config(self, *, num_negatives, patience, num_threads=0, **run) -> TrainConfig:
+        """The loop settings of this fit from the resolved settings (``iterations_`` ...)."""
+        return TrainConfig(epochs=self.iterations_, batch_size=self.batch_size_, learning_rate=self.learning_rate_,
+                           optimizer=self.optimizer_, lr_schedule=self.lr_schedule_, num_negatives=num_negatives,
+                           patience=patience, seed=self.random_state, num_threads=num_threads, **run)
+
+    def _resolve_optimizer(self, objective, denoiser, comm=None) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
-        BCE objective, CML with its WARP hinge; no denoiser, CPU), Adam everywhere else; any other
-        name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
+        BCE objective, CML with its WARP hinge; no denoiser, CPU, one process), Adam everywhere
+        else; any other name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
         if self.optimizer not in ("auto", "fused_sgd"):
             return self.optimizer
-        problems = fused_problems(self.fused_objectives, objective, denoiser, positives, self.device_,
-                                  type(self).__name__, extra=self._fused_blockers())
+        extra = list(self._fused_blockers())
+        if comm is not None and comm.enabled:
+            extra.append("the kernel is single-process (distributed training averages autograd gradients)")
+        problems = fused_problems(self.fused_objectives, objective, denoiser, self.device_,
+                                  type(self).__name__, extra=extra)
         if self.optimizer == "fused_sgd":
             refuse_fused(problems)
         return "adam" if problems else "fused_sgd"
@@ -140,22 +156,14 @@ class EmbeddingRecommender(Recommender):
         for name in ("iterations", "learning_rate", "regularization"):
             value = getattr(self, name)
             setattr(self, name + "_", auto[name] if value is None else value)
-        negatives = getattr(self, "num_negatives", 1)
-        self.num_negatives_ = auto.get("num_negatives", 1) if negatives is None else negatives
-        schedule = getattr(self, "lr_schedule", None)
-        self.lr_schedule_ = auto["lr_schedule"] if schedule == "auto" else schedule
+        self.num_negatives_ = auto.get("num_negatives", 1) if self.num_negatives is None else self.num_negatives
+        self.lr_schedule_ = auto["lr_schedule"] if self.lr_schedule == "auto" else self.lr_schedule
         self.batch_size_ = auto.get("batch_size") if self.batch_size is None else self.batch_size
         check_positive_int(self.iterations_, "iterations")
         check_positive_int(self.batch_size_, "batch_size")
 
     def _auto_settings(self, X, optimizer: str) -> dict:  # pragma: no cover - every model defines it
         raise NotImplementedError
-
-    def _positive_sampler(self):
-        denoise = getattr(self, "denoise", None)
-        if denoise is not None and hasattr(denoise, "positive_sampler"):
-            return denoise.positive_sampler()  # PLD resamples positives
-        return AllPositives()
 
     def _objective(self, X) -> Objective:  # pragma: no cover
         raise NotImplementedError
@@ -238,6 +246,15 @@ class EmbeddingRecommender(Recommender):
     def _set_state(self, arrays):
         self.user_factors = arrays["user_factors"]
         self.item_factors = arrays["item_factors"]
+
+
+def _comm(distributed):
+    """The communicator of a fit (None: one process). Imported only when asked for."""
+    if distributed is False:
+        return None
+    from recfb.distributed import get_comm
+    comm = get_comm(distributed)
+    return comm if comm.enabled else None
 
 
 def _neg_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -7,7 +7,8 @@ import torch
 from recfb.losses import WARPHinge, covariance_penalty
 from recfb.models._embedding import EmbeddingRecommender
 from recfb.models.mf import _sqnorm
-from recfb.train import Scorer
+from recfb.sampling import make_negative_sampler
+from recfb.train import Scorer, TrainSpec
 from recfb.utils.errors import DataError
 
 _FEATURES_NEED_AUTOGRAD = "item features train the feature network through autograd"
@@ -176,6 +177,14 @@ class CML(EmbeddingRecommender):
 
     def _objective(self, X):
         return WARPHinge(margin=self.margin, n_items=X.shape[1])
+
+    def _train_spec(self, X, scorer, objective, sample_weight, **run):
+        """The WARP hinge on the unit-ball scorer (its covariance penalty and feature loss are the
+        scorer's regularisation), ``num_negatives`` sampled per positive, weights, denoiser."""
+        config = self._config(num_negatives=self.num_negatives_, patience=self.patience, num_threads=self.num_threads,
+                              **run)
+        return TrainSpec(scorer=scorer, objective=objective, negatives=make_negative_sampler(self.negatives),
+                         config=config, weights=sample_weight, denoiser=self.denoise)
 
     def _auto_settings(self, X, optimizer):
         """Fused per-sample SGD (the default): learning rate 0.02 with a cosine decay,

@@ -9,7 +9,8 @@ import torch
 
 from recfb.losses import make_objective
 from recfb.models._embedding import EmbeddingRecommender
-from recfb.train import Scorer
+from recfb.sampling import make_negative_sampler
+from recfb.train import Scorer, TrainSpec
 from recfb.utils.validation import check_positive_int
 
 
@@ -145,6 +146,13 @@ class LightGCN(EmbeddingRecommender):
 
     def _objective(self, X):
         return make_objective(self.loss)
+
+    def _train_spec(self, X, scorer, objective, sample_weight, **run):
+        """The propagating scorer (its L2 on the batch's ego embeddings is its regularisation)
+        with the objective, ``num_negatives`` sampled per positive, weights and denoiser."""
+        config = self._config(num_negatives=self.num_negatives_, patience=self.patience, **run)
+        return TrainSpec(scorer=scorer, objective=objective, negatives=make_negative_sampler(self.negatives),
+                         config=config, weights=sample_weight, denoiser=self.denoise)
 
     def __getstate__(self):
         # the trained torch module (a torch_geometric layer over a sparse CSR adjacency) does

@@ -5,10 +5,11 @@ import numpy as np
 import torch
 
 from recfb.losses import make_objective
-from recfb.losses.objectives import BCE as _BCEObjective
-from recfb.losses.objectives import BPR as _BPRObjective
+from recfb.losses import BCE as _BCEObjective
+from recfb.losses import BPR as _BPRObjective
 from recfb.models._embedding import EmbeddingRecommender
-from recfb.train import Scorer
+from recfb.sampling import make_negative_sampler
+from recfb.train import Scorer, TrainSpec
 
 
 def _sqnorm(x: torch.Tensor) -> torch.Tensor:
@@ -210,6 +211,14 @@ class MF(EmbeddingRecommender):
         if "propensity" in arrays:
             self.propensity = arrays.pop("propensity")
         super()._set_state(arrays)
+
+    def _train_spec(self, X, scorer, objective, sample_weight, **run):
+        """The scorer and objective, ``negatives`` drawn ``num_negatives_`` per positive, the
+        sample weights (IPS) and the denoiser, on the settings resolved at fit."""
+        config = self._config(num_negatives=self.num_negatives_, patience=self.patience, num_threads=self.num_threads,
+                              **run)
+        return TrainSpec(scorer=scorer, objective=objective, negatives=make_negative_sampler(self.negatives),
+                         config=config, weights=sample_weight, denoiser=self.denoise)
 
     def _build_scorer(self, n_users, n_items, generator, X):
         return MFScorer(n_users, n_items, self.factors, generator, biases=self.biases,

@@ -1,5 +1,6 @@
-"""Samplers for the training loop: which positives an epoch visits, and which negatives
-each positive is paired with. All take a ``torch.Generator``, so a seed fixes a run."""
+"""Negative samplers for the training loop: which negatives each positive is paired with. All
+take a ``torch.Generator``, so a seed fixes a run. (Which positives a batch trains on is the
+epoch's seeded permutation; a denoiser may resample them: :meth:`recfb.denoise.Denoiser.resample`.)"""
 from recfb.sampling.negative import (
     NegativeSampler,
     PopularityNegatives,
@@ -7,7 +8,6 @@ from recfb.sampling.negative import (
     VerifiedUniformNegatives,
     make_negative_sampler,
 )
-from recfb.sampling.positive import AllPositives, PositiveSampler
 
 __all__ = ["NegativeSampler", "UniformNegatives", "PopularityNegatives", "VerifiedUniformNegatives",
-           "make_negative_sampler", "PositiveSampler", "AllPositives"]
+           "make_negative_sampler"]

@@ -1,10 +1,24 @@
-"""The training loop shared by MF/BPR, CML, LightGCN and later models.
+"""The epoch loop every trained model shares (:class:`EpochLoop`), and its pair trainer
+(:class:`Trainer`) for MF/BPR, CML and LightGCN.
 
-A model supplies a :class:`Scorer` (an ``nn.Module``), an objective (``recfb.losses``), a
-negative sampler and a positive sampler (``recfb.sampling``), optional per-interaction
-weights (``recfb.debias``) and an optional denoiser (``recfb.denoise``). The loop provides
-vectorised batching, optimisers and schedules, early stopping with the best weights restored,
-callbacks, seeds, checkpoint/resume (arrays + JSON, no pickle) and a tqdm bar.
+A model describes its run as a :class:`recfb.train.spec.TrainSpec` (a :class:`Scorer`, an
+objective from ``recfb.losses``, a negative sampler from ``recfb.sampling``, optional
+per-interaction weights from ``recfb.debias`` and an optional denoiser from
+``recfb.denoise``); a batch's loss is computed in one place, :mod:`recfb.train.step`. The loop
+provides the seeded epoch order, optimisers and schedules, early stopping with the best
+weights restored, callbacks, checkpoint/resume (arrays + JSON, no pickle), a tqdm bar, and
+multi-process training through a :mod:`recfb.distributed` communicator (each rank trains its
+shard of the epoch's permutation; gradients are averaged; rank 0 validates, decides and
+writes).
+
+Checkpoint state (format ``recfb-checkpoint``, version :data:`CHECKPOINT_VERSION`): the
+JSON metadata holds ``format``, ``format_version``, ``fingerprint`` (named parts: data
+hashes, model parameters, scorer/objective/sampler/denoiser descriptions, loop settings,
+world size) and ``tree`` (the structure of the payload); the arrays hold the payload's
+tensors: ``scorer`` (the module's state dict), ``optimizers``, ``schedulers``, ``generator``
+(the loop's torch.Generator state), ``torch_rng`` (global RNG, for dropout), ``cuda_rng``
+(on CUDA), ``state`` (epoch, step, best score/epoch/weights, bad epochs, seconds), ``history``
+(per-epoch logs), and the trainer's own: ``objective`` and ``denoiser`` state dicts (pairs).
 """
 from __future__ import annotations
 
@@ -21,14 +35,15 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from recfb.losses.objectives import Batch
-from recfb.sampling import AllPositives
+from recfb.train.step import PairStep
 from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
 from recfb.utils.state import atomic_savez, flatten_state, unflatten_state
 
 CHECKPOINT_FORMAT = "recfb-checkpoint"
-CHECKPOINT_VERSION = 2  # 2: the fingerprint is a dict of named parts, compared part by part
+#: 2: the fingerprint is a dict of named parts, compared part by part; 3: the pipeline of
+#: recfb.train.step (no positive sampler state; the world size is a part)
+CHECKPOINT_VERSION = 3
 OPTIMIZERS = ("adam", "adagrad", "sgd", "sparse_adam", "fused_sgd")
 SCHEDULES = (None, "cosine", "step", "exponential")
 
@@ -126,12 +141,36 @@ class EpochLoop:
     :class:`recfb.train.sequence.SequenceTrainer` (batches of sequences) are the two.
     """
 
-    def __init__(self, module: torch.nn.Module, config: TrainConfig, device, validate=None, callbacks=()):
+    def __init__(self, module: torch.nn.Module, config: TrainConfig, device, validate=None, callbacks=(),
+                 comm=None):
         config.validate()
         self.module, self.config, self.device = module, config, torch.device(device)
         self.validate_fn = validate
         self.callbacks = list(callbacks)
         self.history: list[dict] = []
+        # a recfb.distributed.Comm; None (or world size 1) is one process
+        self.comm = comm if comm is not None and comm.enabled else None
+
+    @property
+    def is_main(self) -> bool:
+        return self.comm is None or self.comm.is_main
+
+    def _shard(self, order: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the epoch's permutation (all ranks draw the same one)."""
+        if self.comm is None:
+            return order
+        return torch.as_tensor(self.comm.shard(order.cpu().numpy()), device=order.device)
+
+    def _optimizer_step(self, loss: torch.Tensor, opts: list) -> None:
+        """Backward, gradients averaged over the ranks (when distributed), one optimiser step."""
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.comm is not None:
+            self.comm.all_reduce_mean_([p.grad for o in opts for g in o.param_groups for p in g["params"]
+                                        if p.grad is not None])
+        for o in opts:
+            o.step()
 
     # ------------------------------------------------------------------ hooks
     def _setup(self, gen: torch.Generator) -> None:
@@ -206,7 +245,8 @@ class EpochLoop:
         scheds = self._schedulers(opts)
         state = {"epoch": 0, "step": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "best_weights": None,
                  "seconds": 0.0}
-        fingerprint = self._fingerprint()
+        fingerprint = {**_fingerprint_parts(self._fingerprint()),
+                       "world_size": 1 if self.comm is None else int(self.comm.world_size)}
         if cfg.checkpoint and cfg.resume:
             if Path(cfg.checkpoint).exists():
                 self._load_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
@@ -214,7 +254,8 @@ class EpochLoop:
                 warnings.warn(f"resume=True but there is no checkpoint at {cfg.checkpoint}; training from "
                               "scratch (and writing it there).", stacklevel=2)
 
-        bar = tqdm(total=cfg.epochs, initial=state["epoch"], disable=not cfg.show_progress, desc="epochs", leave=False)
+        bar = tqdm(total=cfg.epochs, initial=state["epoch"], disable=not (cfg.show_progress and self.is_main),
+                   desc="epochs", leave=False)
         stop = False
         self.stopped_by = "epochs"
         while state["epoch"] < cfg.epochs and not stop:
@@ -224,6 +265,10 @@ class EpochLoop:
             total, count = self._run_epoch(epoch, gen, state, opts)
             for s in scheds:
                 s.step()
+            if self.comm is not None:  # the epoch's loss over every rank's shard
+                sums = torch.tensor([float(total), float(count)], dtype=torch.float64)
+                self.comm.all_reduce_mean_([sums])
+                total, count = float(sums[0]), float(sums[1])
             mean_loss = float(total) / max(count, 1)
             if not np.isfinite(mean_loss):
                 raise FloatingPointError(
@@ -236,8 +281,12 @@ class EpochLoop:
                     "examples_per_s": count / max(seconds, 1e-9)}
             if self.validate_fn is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 self.module.eval()
-                with torch.no_grad():
-                    score = float(self.validate_fn(self.module))
+                score = None
+                if self.is_main:  # rank 0 validates; every rank takes its decision
+                    with torch.no_grad():
+                        score = float(self.validate_fn(self.module))
+                if self.comm is not None:
+                    score = self.comm.broadcast(score, src=0)
                 logs["valid"] = score
                 if state["best_score"] is None or score > state["best_score"]:
                     state.update(best_score=score, best_epoch=epoch + 1, bad_epochs=0,
@@ -250,10 +299,13 @@ class EpochLoop:
             state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t0
             if cfg.time_limit is not None and state["seconds"] > cfg.time_limit and state["epoch"] < cfg.epochs:
                 stop, self.stopped_by = True, "time_limit"
+            if self.comm is not None:  # rank 0's clock decides for all
+                stop, self.stopped_by = self.comm.broadcast((stop, self.stopped_by), src=0)
             self.history.append(logs)
             bar.update(1)
             bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
-            if cfg.checkpoint and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs or stop):
+            if cfg.checkpoint and self.is_main and (state["epoch"] % cfg.checkpoint_every == 0
+                                                    or state["epoch"] == cfg.epochs or stop):
                 self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
             for cb in self.callbacks:
                 cb(epoch + 1, logs)
@@ -299,35 +351,33 @@ class EpochLoop:
 
 
 class Trainer(EpochLoop):
-    """Runs epochs of mini-batch training of ``scorer`` on the positives of ``X``.
+    """Runs a :class:`~recfb.train.spec.TrainSpec`: mini-batch epochs over the positives of
+    ``X``, each batch's loss from :class:`~recfb.train.step.PairStep` (or one compiled epoch
+    of the scorer's kernel with ``optimizer="fused_sgd"``).
 
     Parameters
     ----------
-    scorer : Scorer
-    objective : recfb.losses.Objective
-    negatives : recfb.sampling.NegativeSampler
-    positives : recfb.sampling.PositiveSampler
-    config : TrainConfig
+    spec : TrainSpec
     device : torch.device
-    weights : array (nnz,), optional
-        Per-interaction weights in CSR order of ``X`` (IPS, confidence); multiply the
-        positive part of the loss.
-    denoiser : recfb.denoise.Denoiser, optional
-        Sees each batch's per-positive losses and returns weights or a 0/1 mask.
     validate : callable(scorer) -> float, optional
         Higher is better; drives early stopping (``config.patience``) and best-weight restore.
     callbacks : list of callable(epoch, logs), optional
         Called after every epoch with that epoch's logs; may raise TrainingInterrupted.
     settings : dict, optional
         The model's parameters (``get_params()``); a checkpoint of other settings is refused.
+    comm : recfb.distributed.Comm, optional
+        Several processes: each trains its shard of every epoch (see :class:`EpochLoop`).
     """
 
-    def __init__(self, scorer: Scorer, objective, negatives, positives, config: TrainConfig, device,
-                 weights=None, denoiser=None, validate=None, callbacks=(), settings=None):
-        super().__init__(scorer, config, device, validate=validate, callbacks=callbacks)
-        self.scorer, self.objective, self.negatives, self.positives = scorer, objective, negatives, positives
-        self.weights, self.denoiser = weights, denoiser
+    def __init__(self, spec, device, validate=None, callbacks=(), settings=None, comm=None):
+        super().__init__(spec.scorer, spec.config, device, validate=validate, callbacks=callbacks, comm=comm)
+        self.spec = spec
+        self.scorer, self.objective, self.negatives = spec.scorer, spec.objective, spec.negatives
+        self.weights, self.denoiser = spec.weights, spec.denoiser
         self.settings = settings  # the model's parameters: part of the checkpoint fingerprint
+        if self.comm is not None and self.config.optimizer in ("fused_sgd", "sparse_adam"):
+            raise ValueError(f"optimizer={self.config.optimizer!r} is single-process; distributed training "
+                             "averages dense gradients (use optimizer='adam' or 'auto').")
 
     # ------------------------------------------------------------------ hooks
     def _parameters(self):
@@ -340,29 +390,27 @@ class Trainer(EpochLoop):
 
     def _fingerprint(self) -> dict:
         return _fingerprint(self._X, self.config, weights=self.weights, model=self.settings, scorer=self.scorer,
-                            objective=self.objective, negatives=self.negatives, positives=self.positives,
-                            denoiser=self.denoiser)
+                            objective=self.objective, negatives=self.negatives, denoiser=self.denoiser)
 
     def _setup(self, gen):
         cfg, dev, X = self.config, self.device, self._X
-        self.positives.setup(self._users, self._items, X.shape[0], X.shape[1])
         self.negatives.setup(X, dev)
         self.objective.to(dev)
         self.objective.setup(X, dev)
         if self.denoiser is not None:
-            steps_per_epoch = -(-self._users.numel() // cfg.batch_size)
+            per_rank = -(-self._users.numel() // (1 if self.comm is None else self.comm.world_size))
+            steps_per_epoch = -(-per_rank // cfg.batch_size)
             self.denoiser.setup(self._users, self._items, X.shape[0], X.shape[1],
                                 total_steps=cfg.epochs * steps_per_epoch)
         if cfg.optimizer == "fused_sgd":
             self._check_fused()
 
     def _extra_state(self):
-        return {"objective": self.objective.state_dict(), "positives": self.positives.state_dict(),
+        return {"objective": self.objective.state_dict(),
                 "denoiser": None if self.denoiser is None else self.denoiser.state_dict()}
 
     def _load_extra_state(self, payload):
         self.objective.load_state_dict(payload.get("objective") or {})
-        self.positives.load_state_dict(payload["positives"])
         if self.denoiser is not None and payload["denoiser"] is not None:
             self.denoiser.load_state_dict(payload["denoiser"])
 
@@ -374,52 +422,37 @@ class Trainer(EpochLoop):
         self._items = torch.as_tensor(coo.col.astype(np.int64), device=self.device)
         self._weights = None if self.weights is None else torch.as_tensor(np.asarray(self.weights, np.float32),
                                                                           device=self.device)
+        self.step = PairStep(self.scorer, self.objective, self.negatives, users=self._users, items=self._items,
+                             num_negatives=self.config.num_negatives, weights=self._weights, denoiser=self.denoiser)
         return self._run()
 
     def _run_epoch(self, epoch, gen, state, opts):
         cfg, dev = self.config, self.device
         users, items, weights = self._users, self._items, self._weights
-        idx_all = self.positives.epoch_indices(epoch, gen)
-        total = torch.zeros((), device=dev)
+        order = self._shard(torch.randperm(users.numel(), generator=gen, device=gen.device))
         if cfg.optimizer == "fused_sgd":
-            negs = self.negatives.sample(users[idx_all], cfg.num_negatives, gen)
+            negs = self.negatives.sample(users[order], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
-            total += self.scorer.fused_epoch(users, items, idx_all, negs, weights, lr, self.objective,
+            total = torch.zeros((), device=dev)
+            total += self.scorer.fused_epoch(users, items, order, negs, weights, lr, self.objective,
                                              cfg.num_threads, cfg.batch_size)
             state["step"] += 1
-            return float(total), idx_all.numel()
-        for start in range(0, idx_all.numel(), cfg.batch_size):
-            idx = idx_all[start:start + cfg.batch_size]
-            idx = self.positives.refine(idx, self.scorer, self.objective, self.negatives, gen, epoch, state["step"])
-            u, i = users[idx], items[idx]
-            j = self.negatives.sample(u, cfg.num_negatives, gen)
-            pos, neg = self.scorer.batch_scores(u, i, j)
-            batch = Batch(u, i, j, idx, state["step"])
+            return float(total), order.numel()
+        total = torch.zeros((), device=dev)
+        for start in range(0, order.numel(), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
             if self.denoiser is not None:
-                batch.neg_weights = self.denoiser.negative_weights(neg.detach(), state["step"])
-            pos_loss, neg_loss = self.objective(pos, neg, batch)
-            w = None if weights is None else weights[idx]
-            if self.denoiser is not None:
-                dw = self.denoiser.weights(pos_loss.detach(), pos.detach(), state["step"], idx)
-                w = dw if w is None else w * dw
-            pos_term = pos_loss.mean() if w is None else (w * pos_loss).mean()
-            loss = (pos_term + neg_loss.mean() + self.scorer.regularization(u, i, j)
-                    + self.objective.regularization())
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            for o in opts:
-                o.step()
+                idx = self.denoiser.resample(idx, self.step, gen, epoch, state["step"])
+            loss, _ = self.step.loss(self.step.sample(idx, gen, state["step"]))
+            self._optimizer_step(loss, opts)
             self.scorer.post_step()
-            self.positives.observe(idx, pos_loss.detach())
             total += loss.detach() * idx.numel()
             state["step"] += 1
-        return float(total), idx_all.numel()
+        return float(total), order.numel()
 
     def _check_fused(self):
         problems = fused_problems(getattr(self.scorer, "fused_objectives", ()), self.objective, self.denoiser,
-                                  self.positives, self.device, type(self.scorer).__name__,
-                                  extra=self.scorer.fused_blockers())
+                                  self.device, type(self.scorer).__name__, extra=self.scorer.fused_blockers())
         refuse_fused(problems)
 
 
@@ -430,7 +463,7 @@ def refuse_fused(problems: list) -> None:
                          + ". Use optimizer='adam' (or 'auto', which picks the fused kernel only where it applies).")
 
 
-def fused_problems(kernel_objectives, objective, denoiser, positives, device, model_name: str = "this model",
+def fused_problems(kernel_objectives, objective, denoiser, device, model_name: str = "this model",
                    extra=()) -> list:
     """Why the compiled per-sample SGD kernel cannot train this combination (empty: it can).
 
@@ -447,8 +480,6 @@ def fused_problems(kernel_objectives, objective, denoiser, positives, device, mo
     problems.extend(extra)
     if denoiser is not None:
         problems.append("a denoiser needs per-batch losses")
-    if type(positives) is not AllPositives:
-        problems.append("a resampling positive sampler needs per-batch losses")
     if torch.device(device).type != "cpu":
         problems.append("the fused kernel runs on CPU")
     return problems
@@ -565,7 +596,7 @@ def describe(obj, _depth: int = 0):
 
 
 def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig, weights=None, model=None, scorer=None, objective=None,
-                 negatives=None, positives=None, denoiser=None) -> dict:
+                 negatives=None, denoiser=None) -> dict:
     """The named parts a checkpoint must match to be resumed: the whole matrix (full hashes
     of indptr, indices and values), the sample weights, the model's parameters, the scorer's
     tensor shapes and settings, the objective, samplers and denoiser, and the loop settings."""
@@ -575,7 +606,7 @@ def _fingerprint(X: sp.csr_matrix, cfg: TrainConfig, weights=None, model=None, s
     if model is not None:
         parts.update({f"model.{k}": describe(v) for k, v in model.items()})
     for name, obj in (("scorer", scorer), ("objective", objective), ("negatives", negatives),
-                      ("positives", positives), ("denoiser", denoiser)):
+                      ("denoiser", denoiser)):
         parts[name] = describe(obj)
     parts.update(config_parts(cfg))
     return parts

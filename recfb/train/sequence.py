@@ -54,12 +54,12 @@ class SequenceTrainer(EpochLoop):
     device : torch.device
     fingerprint : str
         Identifies the data and model settings; checkpoints of other data are refused.
-    validate, callbacks : as :class:`recfb.train.Trainer`.
+    validate, callbacks, comm : as :class:`recfb.train.Trainer`.
     """
 
     def __init__(self, module, batch_loss, rows, config: TrainConfig, device, fingerprint: str,
-                 validate=None, callbacks=()):
-        super().__init__(module, config, device, validate=validate, callbacks=callbacks)
+                 validate=None, callbacks=(), comm=None):
+        super().__init__(module, config, device, validate=validate, callbacks=callbacks, comm=comm)
         self.batch_loss, self.rows = batch_loss, np.asarray(rows, np.int64)
         self._data_fingerprint = fingerprint
 
@@ -73,17 +73,13 @@ class SequenceTrainer(EpochLoop):
     def _run_epoch(self, epoch, gen, state, opts):
         cfg, dev = self.config, self.device
         amp = dev.type == "cuda"
-        perm = torch.randperm(self.rows.size, generator=gen, device=dev).cpu().numpy()
+        perm = self._shard(torch.randperm(self.rows.size, generator=gen, device=dev)).cpu().numpy()
         total, count_all = 0.0, 0
         for start in range(0, perm.size, cfg.batch_size):
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
                 loss_sum, count = self.batch_loss(self.rows[perm[start:start + cfg.batch_size]], gen)
             loss = loss_sum.float() / max(count, 1)
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            loss.backward()
-            for o in opts:
-                o.step()
+            self._optimizer_step(loss, opts)
             total += float(loss.detach()) * count
             count_all += count
             state["step"] += 1

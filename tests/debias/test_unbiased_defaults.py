@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import recfb
 from recfb.datasets.synthetic import make_world
-from recfb.losses.objectives import Batch
+from recfb.losses import Batch
 from recfb.models import MF
 from recfb.models.mf import UNBIASED_NEGATIVE_WEIGHT
 

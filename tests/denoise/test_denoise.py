@@ -13,7 +13,7 @@ from recfb.losses import BCE, BPR, NBPO, nbpo_loss
 from recfb.models import MF, LightGCN
 from recfb.sampling import NegativeSampler
 from recfb.testing import checkerboard_holdout
-from recfb.train import TrainingInterrupted
+from recfb.train import PairStep, TrainingInterrupted
 from recfb.utils.errors import DataError
 
 
@@ -116,12 +116,12 @@ def test_pld_resampling_matches_the_softmax_over_pools():
     table = np.array([[2.0, 0.5, -1.0, 0.0, 0.3], [0.0, 0.0, 0.0, 1.0, -0.2]])
     users, items = torch.tensor([0, 0, 0, 1]), torch.tensor([0, 1, 2, 3])
     pld = PLD(pool_size=2, temperature=0.7, warmup_epochs=0)
-    sampler = pld.positive_sampler()
-    sampler.setup(users, items, 2, 5)
+    pld.setup(users, items, 2, 5, total_steps=1)
+    step = PairStep(TableScorer(table), BPR(), FixedNegative(4), users=users, items=items)
     gen = torch.Generator().manual_seed(0)
     n = 60_000
     idx = torch.tensor([0, 3]).repeat(n // 2)
-    out = sampler.refine(idx, TableScorer(table), BPR(), FixedNegative(4), gen, epoch=0, step=0)
+    out = pld.resample(idx, step, gen, epoch=0, step_number=0)
     u0 = out[0::2].numpy()
     assert np.all(out[1::2].numpy() == 3)  # a slot only ever gets its own user's interactions
     # independent computation: enumerate the 3^2 equally likely pools, softmax(-loss / T) within each
@@ -140,10 +140,9 @@ def test_pld_resampling_matches_the_softmax_over_pools():
 
 def test_pld_warmup_epochs_leave_the_order_alone():
     pld = PLD(warmup_epochs=2)
-    s = pld.positive_sampler()
-    s.setup(torch.tensor([0, 0]), torch.tensor([0, 1]), 1, 3)
+    pld.setup(torch.tensor([0, 0]), torch.tensor([0, 1]), 1, 3, total_steps=1)
     idx = torch.tensor([1, 0])
-    assert torch.equal(s.refine(idx, None, None, None, None, epoch=1, step=0), idx)
+    assert torch.equal(pld.resample(idx, None, None, epoch=1, step_number=0), idx)
 
 
 @pytest.mark.parametrize("kw,match", [({"pool_size": 0}, "pool_size"), ({"pool_size": 2.0}, "pool_size"),
@@ -257,7 +256,7 @@ def test_denoise_must_be_a_denoiser_and_fused_refuses_it():
         small(denoise="tce").fit(X, show_progress=False)
     with pytest.raises(ValueError, match="denoiser"):
         small(optimizer="fused_sgd", denoise=TCE()).fit(X, show_progress=False)
-    with pytest.raises(ValueError, match="resampling positive sampler"):
+    with pytest.raises(ValueError, match="denoiser needs per-batch losses"):  # PLD resamples by the losses
         small(optimizer="fused_sgd", denoise=PLD()).fit(X, show_progress=False)
 
 

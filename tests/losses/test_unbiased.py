@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import recfb.losses as L
-from recfb.losses.objectives import Batch
+from recfb.losses import Batch
 
 N_DRAWS = 4000
 

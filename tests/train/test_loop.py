@@ -5,7 +5,6 @@ import torch
 
 from recfb.denoise import Denoiser
 from recfb.models import MF
-from recfb.sampling import PositiveSampler
 from recfb.testing import checkerboard_holdout
 from recfb.train import TrainingInterrupted
 from recfb.utils.errors import FormatError
@@ -113,24 +112,30 @@ def test_denoiser_sees_per_positive_losses_and_can_mask_everything():
     np.testing.assert_allclose(m.item_factors, ref.item_factors, atol=1e-6)
 
 
-class FirstUserOnly(PositiveSampler):
-    """A positive sampler that resamples: it only ever visits user 0's interactions."""
+class FirstUserOnly(Denoiser):
+    """A denoiser that resamples: every slot of every batch becomes one of user 0's
+    interactions; ``weights`` sees what was trained (the observation hook)."""
 
     def __init__(self):
         self.observed = []
 
-    def epoch_indices(self, epoch, generator):
-        return torch.nonzero(self.users == 0).ravel()
+    def resample(self, index, step, generator, epoch, step_number):
+        first = torch.nonzero(self.users == 0).ravel()
+        return first[torch.arange(index.numel()) % first.numel()]
 
-    def observe(self, index, losses):
+    def setup(self, users, items, n_users, n_items, total_steps):
+        super().setup(users, items, n_users, n_items, total_steps)
+        self.users = users
+
+    def weights(self, losses, scores, step, index):
         self.observed.append((index.clone(), losses.clone()))
+        return torch.ones_like(losses)
 
 
-def test_positive_sampler_hook(monkeypatch):
+def test_denoiser_resample_hook():
     X, _ = data()
     sampler = FirstUserOnly()
-    monkeypatch.setattr(MF, "_positive_sampler", lambda self: sampler)
-    m = small(iterations=2, regularization=0.0).fit(X, show_progress=False)
+    m = small(iterations=2, regularization=0.0, denoise=sampler).fit(X, show_progress=False)
     ref = small(iterations=2, regularization=0.0, learning_rate=1e-12).fit(X, show_progress=False)
     visited = torch.cat([i for i, _ in sampler.observed])
     assert set(visited.tolist()) == set(range(int(X.indptr[1])))  # CSR order: user 0 comes first

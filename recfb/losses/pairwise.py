@@ -1,16 +1,21 @@
-"""BPR, BCE and WARP-weighted hinge objectives, and CML's covariance penalty."""
+"""Pair objectives on (positive scores (B,), sampled negative scores (B, n)): BPR, BCE and
+CML's WARP-weighted hinge, with CML's covariance penalty."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from recfb.losses.base import Objective
 
-def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor, neg_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Rendle et al. 2009: ``-log sigmoid(s_ui - s_uj)`` averaged over a positive's negatives.
-    pos (B,), neg (B, n) -> (B,)."""
-    return -F.logsigmoid(pos.unsqueeze(1) - neg).mean(dim=1)
+    pos (B,), neg (B, n) -> (B,). Optional ``neg_weights`` (B, n) weight each pair's term
+    (R-CE's weight of the negative j; the positive's own weight multiplies the whole row)."""
+    pair = -F.logsigmoid(pos.unsqueeze(1) - neg)
+    if neg_weights is not None:
+        pair = pair * neg_weights
+    return pair.mean(dim=1)
 
 
 def bce_loss(pos: torch.Tensor, neg: torch.Tensor, neg_weights: torch.Tensor | None = None):
@@ -41,59 +46,28 @@ def covariance_penalty(embeddings: torch.Tensor) -> torch.Tensor:
     return (cov.pow(2).sum() - cov.diagonal().pow(2).sum()) / max(x.shape[0], 1)
 
 
-@dataclass
-class Batch:
-    """What an objective may need besides the scores: the batch's users ``(B,)``, positive
-    items ``(B,)``, sampled negatives ``(B, n)``, interaction indices ``(B,)`` (rows of the
-    training COO arrays, CSR order), the global step, and optional per-negative weights
-    ``(B, n)`` from a denoiser."""
-    users: torch.Tensor
-    items: torch.Tensor
-    negatives: torch.Tensor
-    index: torch.Tensor
-    step: int = 0
-    neg_weights: torch.Tensor | None = None
-
-
-class Objective(torch.nn.Module):
-    """Base: ``objective(pos (B,), neg (B, n), batch=None) -> (positive_loss (B,), negative_loss (B,))``.
-
-    The positive part is what per-interaction weights (IPS) and denoisers act on. An objective
-    is a ``torch.nn.Module``: learnable parameters (NBPO's label-flip rates) are trained by the
-    same optimiser as the scorer and saved in checkpoints. ``setup(X, device)`` is called once
-    before training with the CSR training matrix (for propensities, counts)."""
-
-    name = "objective"
-    needs_batch = True  # False: the objective ignores ``batch`` (callers may pass None)
-
-    def setup(self, X, device) -> None:
-        pass
-
-    def forward(self, pos, neg, batch: Batch | None = None):  # pragma: no cover
-        raise NotImplementedError
-
-    def regularization(self) -> torch.Tensor | float:
-        """Penalty on the objective's own parameters (added to the batch loss)."""
-        return 0.0
-
-
 class BPR(Objective):
+    """:func:`bpr_loss`, all of it in the positive part (the pair is one example)."""
     name = "bpr"
     needs_batch = False
+    weights_negatives = True
 
     def forward(self, pos, neg, batch=None):
-        return bpr_loss(pos, neg), torch.zeros_like(pos)
+        return bpr_loss(pos, neg, None if batch is None else batch.neg_weights), torch.zeros_like(pos)
 
 
 class BCE(Objective):
+    """:func:`bce_loss`: positives in the positive part, sampled negatives in the negative part."""
     name = "bce"
     needs_batch = False
+    weights_negatives = True
 
     def forward(self, pos, neg, batch=None):
         return bce_loss(pos, neg, None if batch is None else batch.neg_weights)
 
 
 class WARPHinge(Objective):
+    """:func:`warp_hinge_loss` with its margin and the catalogue size of its rank weight."""
     name = "warp"
 
     def __init__(self, margin: float = 0.5, n_items: int = 1):
@@ -104,18 +78,3 @@ class WARPHinge(Objective):
 
     def forward(self, pos, neg, batch=None):
         return warp_hinge_loss(pos, neg, self.margin, self.n_items), torch.zeros_like(pos)
-
-
-OBJECTIVES: dict = {"bpr": BPR, "bce": BCE}
-
-
-def make_objective(spec, **kwargs) -> Objective:
-    """An Objective from its name (``kwargs`` go to its constructor) or an instance as is."""
-    if isinstance(spec, Objective):
-        return spec
-    if spec not in OBJECTIVES:
-        raise ValueError(f"loss == {spec!r}, must be one of {sorted(OBJECTIVES)} or an Objective instance.")
-    return OBJECTIVES[spec](**kwargs)
-
-
-
