@@ -45,7 +45,7 @@ class EmbeddingRecommender(Recommender):
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
             callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None,
-            valid_metric=None, callback=None, distributed: bool | None = False):
+            valid_metric=None, callback=None, distributed: bool | None = False, _inputs: dict | None = None):
         """Train on ``user_items`` (CSR users x items; every stored entry is a positive).
 
         Parameters
@@ -76,7 +76,12 @@ class EmbeddingRecommender(Recommender):
             averaged, every rank ends with the same weights, rank 0 validates and writes the
             checkpoint. ``None``: distributed when a process group is initialised. The fused
             kernel is single-process: distributed training takes the autograd path (Adam).
+
+        A subclass passes its own per-fit inputs (CML's item features) as ``_inputs``: they
+        reach :meth:`_build_scorer` and :meth:`_fused_blockers` as arguments and are never
+        kept on the instance.
         """
+        inputs = _inputs or {}
         self._check_common()
         if callback is not None:
             callbacks = [*callbacks, lambda epoch, logs: callback(epoch, logs["seconds"], logs["loss"])]
@@ -92,14 +97,14 @@ class EmbeddingRecommender(Recommender):
         self.device_ = resolve_device(self.device)
         comm = _comm(distributed)
         objective = self._objective(X)
-        self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm)
+        self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm, inputs)
         self._resolve_settings(X)
         seed = 0 if self.random_state is None else int(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         # modules' default initialisers draw from the global RNG: seed it for them, and give the
         # caller's state back afterwards
         with seeded_rng(seed, "cpu"):
-            scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X).to(self.device_)
+            scorer = self._build_scorer(X.shape[0], X.shape[1], gen, X, **inputs).to(self.device_)
         spec = self._train_spec(X, scorer, objective, sample_weight, show_progress=show_progress,
                                 checkpoint=None if checkpoint is None else str(checkpoint), resume=resume,
                                 time_limit=time_limit)
@@ -117,7 +122,7 @@ class EmbeddingRecommender(Recommender):
     #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
     fused_objectives: tuple = ()
 
-    def _fused_blockers(self) -> list:
+    def _fused_blockers(self, **inputs) -> list:
         """The model's own reasons why its kernel cannot train this fit (CML: item features)."""
         return []
 
@@ -132,13 +137,13 @@ class EmbeddingRecommender(Recommender):
                            optimizer=self.optimizer_, lr_schedule=self.lr_schedule_, num_negatives=num_negatives,
                            patience=patience, seed=self.random_state, num_threads=num_threads, **run)
 
-    def _resolve_optimizer(self, objective, denoiser, comm=None) -> str:
+    def _resolve_optimizer(self, objective, denoiser, comm=None, inputs=None) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
         BCE objective, CML with its WARP hinge; no denoiser, CPU, one process), Adam everywhere
         else; any other name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
         if self.optimizer not in ("auto", "fused_sgd"):
             return self.optimizer
-        extra = list(self._fused_blockers())
+        extra = list(self._fused_blockers(**(inputs or {})))
         if comm is not None and comm.enabled:
             extra.append("the kernel is single-process (distributed training averages autograd gradients)")
         problems = fused_problems(self.fused_objectives, objective, denoiser, self.device_,
@@ -168,7 +173,7 @@ class EmbeddingRecommender(Recommender):
     def _objective(self, X) -> Objective:  # pragma: no cover
         raise NotImplementedError
 
-    def _build_scorer(self, n_users, n_items, generator, X):  # pragma: no cover
+    def _build_scorer(self, n_users, n_items, generator, X, **inputs):  # pragma: no cover
         raise NotImplementedError
 
     def _export(self, scorer) -> None:

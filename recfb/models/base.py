@@ -288,7 +288,7 @@ class Recommender:
                                  "NaN or infinite values; refusing to save a broken model.")
         arrays["n_users_"] = np.asarray(self.n_users_, np.int64)
         arrays["n_items_"] = np.asarray(self.n_items_, np.int64)
-        params = self.get_params()
+        params = self._saved_params()
         try:
             json.dumps(params, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -309,6 +309,11 @@ class Recommender:
             np.savez(path, **arrays)
             return path
         return atomic_savez(path, arrays)
+
+    def _saved_params(self) -> dict:
+        """The parameters as written in a model file's JSON (a model whose parameters may hold
+        arrays keeps them with its state arrays and writes a marker here)."""
+        return self.get_params()
 
     @classmethod
     def load(cls, path) -> "Recommender":

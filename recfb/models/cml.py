@@ -160,19 +160,18 @@ class CML(EmbeddingRecommender):
         """As :meth:`EmbeddingRecommender.fit`, plus optional ``item_features`` (n_items x f)."""
         if self.optimizer == "sparse_adam":
             raise ValueError("CML keeps embeddings in the unit ball after every step; use optimizer='adam'.")
-        self._features = None
+        F = None
         if item_features is not None:
             F = np.asarray(item_features, dtype=np.float32)
             if F.ndim != 2 or F.shape[0] != user_items.shape[1]:
                 raise DataError(f"item_features must be (n_items={user_items.shape[1]}, n_features), got {F.shape}.")
             if not np.all(np.isfinite(F)):
                 raise DataError("item_features contains NaN or inf.")
-            self._features = F
-        super().fit(user_items, show_progress, **kwargs)
-        if self._features is not None:
+        super().fit(user_items, show_progress, _inputs={"features": F}, **kwargs)
+        if F is not None:
             cold = np.asarray(user_items.getnnz(axis=0)).ravel() == 0
             if cold.any():
-                self.item_factors[cold] = self.item_vectors_from_features(self._features[cold])
+                self.item_factors[cold] = self.item_vectors_from_features(F[cold])
         return self
 
     def _objective(self, X):
@@ -198,12 +197,12 @@ class CML(EmbeddingRecommender):
 
     fused_objectives = CMLScorer.fused_objectives
 
-    def _fused_blockers(self):
-        return [_FEATURES_NEED_AUTOGRAD] if self._features is not None else []
+    def _fused_blockers(self, features=None):
+        return [_FEATURES_NEED_AUTOGRAD] if features is not None else []
 
-    def _build_scorer(self, n_users, n_items, generator, X):
+    def _build_scorer(self, n_users, n_items, generator, X, features=None):
         return CMLScorer(n_users, n_items, self.factors, generator, covariance=self.covariance,
-                         features=self._features, feature_weight=self.feature_weight,
+                         features=features, feature_weight=self.feature_weight,
                          regularization=self.regularization_)
 
     def item_vectors_from_features(self, features) -> np.ndarray:

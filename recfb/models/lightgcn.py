@@ -161,7 +161,7 @@ class LightGCN(EmbeddingRecommender):
         state.pop("scorer_", None)
         return state
 
-    def _build_scorer(self, n_users, n_items, generator, X):
+    def _build_scorer(self, n_users, n_items, generator, X):  # no per-fit inputs
         check_positive_int(self.num_layers, "num_layers", minimum=0)
         if self.optimizer_ == "sparse_adam":
             raise ValueError("LightGCN propagates the whole embedding table each step; use optimizer='adam'.")

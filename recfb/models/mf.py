@@ -189,22 +189,16 @@ class MF(EmbeddingRecommender):
         return make_objective(self.loss)
 
     # an array propensity is kept with the arrays, not in the JSON parameters
-    def save(self, path, metadata=None):
-        if not isinstance(self.propensity, np.ndarray):
-            return super().save(path, metadata)
-        propensity = self.propensity
-        self.propensity = _ARRAY_MARK
-        try:
-            self._saved_propensity = propensity
-            return super().save(path, metadata)
-        finally:
-            self.propensity = propensity
-            del self._saved_propensity
+    def _saved_params(self):
+        params = super()._saved_params()
+        if isinstance(self.propensity, np.ndarray):
+            params["propensity"] = _ARRAY_MARK
+        return params
 
     def _get_state(self):
         state = super()._get_state()
-        if getattr(self, "_saved_propensity", None) is not None:
-            state["propensity"] = np.asarray(self._saved_propensity)
+        if isinstance(self.propensity, np.ndarray):
+            state["propensity"] = np.asarray(self.propensity)
         return state
 
     def _set_state(self, arrays):
@@ -220,7 +214,7 @@ class MF(EmbeddingRecommender):
         return TrainSpec(scorer=scorer, objective=objective, negatives=make_negative_sampler(self.negatives),
                          config=config, weights=sample_weight, denoiser=self.denoise)
 
-    def _build_scorer(self, n_users, n_items, generator, X):
+    def _build_scorer(self, n_users, n_items, generator, X):  # no per-fit inputs
         return MFScorer(n_users, n_items, self.factors, generator, biases=self.biases,
                         sparse=self.optimizer_ == "sparse_adam", regularization=self.regularization_)
 
