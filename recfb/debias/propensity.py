@@ -17,41 +17,10 @@ import numbers
 import numpy as np
 
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_csr
+from recfb.utils.validation import check_clip, check_csr, check_propensity
 
 __all__ = ["check_propensity", "check_clip", "clip_propensity", "popularity_propensity",
            "interaction_propensity", "ips_weights"]
-
-
-def check_propensity(propensity, name: str = "propensity") -> np.ndarray:
-    """``propensity`` as a float64 array with every value in (0, 1]; raises naming the bad value."""
-    try:
-        p = np.asarray(propensity, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be an array of numbers in (0, 1], got {type(propensity).__name__}.") from None
-    if p.size == 0:
-        return p
-    bad = ~np.isfinite(p)
-    if bad.any():
-        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), p.shape)
-        raise DataError(f"{name} holds {p[idx]} at index {tuple(int(i) for i in idx)}; propensities must be "
-                        "finite numbers in (0, 1].")
-    bad = (p <= 0) | (p > 1)
-    if bad.any():
-        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), p.shape)
-        raise DataError(f"{name} == {p[idx]} at index {tuple(int(i) for i in idx)}, must be in (0, 1] "
-                        f"({int(bad.sum())} values outside; min {p.min()}, max {p.max()}). A propensity of 0 "
-                        "means the item is never shown; clip it or drop the item.")
-    return p
-
-
-def check_clip(clip, name: str = "clip"):
-    """``clip`` as None or a float in (0, 1]."""
-    if clip is None:
-        return None
-    if isinstance(clip, bool) or not isinstance(clip, (numbers.Real, np.floating)) or not (0 < clip <= 1):
-        raise ValueError(f"{name} == {clip!r}, must be None or a number in (0, 1].")
-    return float(clip)
 
 
 def clip_propensity(propensity, clip=None) -> np.ndarray:

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from recfb.losses.base import Objective
+from recfb.utils.validation import check_clip, check_propensity
 
 __all__ = ["relmf", "ubpr", "dr_relmf", "ideal_pointwise_loss", "ideal_pairwise_loss", "pointwise_parts",
            "RelMF", "UBPR", "DRRelMF"]
@@ -33,27 +34,11 @@ POINTWISE = ("log", "squared")
 
 
 # ---------------------------------------------------------------------- checks
-def _check_clip(clip):
-    if clip is None:
-        return None
-    if isinstance(clip, bool) or not isinstance(clip, (numbers.Real, np.floating)) or not (0 < clip <= 1):
-        raise ValueError(f"clip == {clip!r}, must be None or a number in (0, 1].")
-    return float(clip)
-
-
 def _check_prop(theta, name="propensity") -> torch.Tensor:
+    """``theta`` as a floating tensor after :func:`recfb.utils.validation.check_propensity`."""
+    check_propensity(theta, name)
     theta = torch.as_tensor(theta)
-    if not torch.is_floating_point(theta):
-        theta = theta.double()
-    if theta.numel():
-        if not torch.isfinite(theta).all():
-            raise ValueError(f"{name} holds a non-finite value ({theta[~torch.isfinite(theta)].flatten()[0].item()}); "
-                             "propensities must be finite numbers in (0, 1].")
-        bad = (theta <= 0) | (theta > 1)
-        if bad.any():
-            raise ValueError(f"{name} == {theta[bad].flatten()[0].item()}, must be in (0, 1] "
-                             f"({int(bad.sum())} values outside).")
-    return theta
+    return theta if torch.is_floating_point(theta) else theta.double()
 
 
 def _check_loss(loss):
@@ -96,7 +81,7 @@ def relmf(scores, clicks, propensity, clip=None, loss: str = "log", reduction: s
 
     Shapes: ``scores``, ``clicks`` (0/1) and ``propensity`` broadcast together.
     """
-    clip = _check_clip(clip)
+    clip = check_clip(clip)
     theta = _check_prop(propensity).to(scores)
     if clip is not None:
         theta = theta.clamp(min=clip)
@@ -120,7 +105,7 @@ def dr_relmf(scores, clicks, propensity, imputation, clip=None, loss: str = "log
 
     Shapes: all arguments broadcast together.
     """
-    clip = _check_clip(clip)
+    clip = check_clip(clip)
     theta = _check_prop(propensity).to(scores)
     theta_c = theta if clip is None else theta.clamp(min=clip)
     r_hat = torch.as_tensor(imputation).to(scores)
@@ -148,7 +133,7 @@ def ubpr(pos_scores, neg_scores, pos_clicks, neg_clicks, pos_propensity, neg_pro
 
     Shapes: ``pos_*`` (B,), ``neg_*`` (B, n) -> (B, n) before reduction.
     """
-    clip = _check_clip(clip)
+    clip = check_clip(clip)
     if not (isinstance(beta, numbers.Real) and beta >= 0):
         raise ValueError(f"beta == {beta!r}, must be >= 0.")
     tp = _check_prop(pos_propensity, "pos_propensity").to(pos_scores)
@@ -168,7 +153,7 @@ class _PropensityObjective(Objective):
 
     def __init__(self, propensity="popularity", eta: float = 0.5, clip=None):
         super().__init__()
-        self.propensity, self.eta, self.clip = propensity, eta, _check_clip(clip)
+        self.propensity, self.eta, self.clip = propensity, eta, check_clip(clip)
         if isinstance(propensity, str) and propensity != "popularity":
             raise ValueError(f"propensity == {propensity!r}, must be 'popularity' or an array of propensities.")
 

@@ -279,3 +279,38 @@ def check_is_fitted(model, attributes=None) -> None:
         raise NotFittedError(
             f"This {type(model).__name__} instance is not fitted yet; call fit(user_items) first."
         )
+
+
+def check_propensity(propensity, name: str = "propensity") -> np.ndarray:
+    """``propensity`` (array-like or torch tensor) as a float64 array with every value in (0, 1];
+    DataError naming the first bad value and its index (the one check of recfb.debias and
+    recfb.losses)."""
+    if hasattr(propensity, "detach"):  # a torch tensor
+        propensity = propensity.detach().cpu().numpy()
+    try:
+        p = np.asarray(propensity, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers in (0, 1], got {type(propensity).__name__}.") from None
+    if p.size == 0:
+        return p
+    bad = ~np.isfinite(p)
+    if bad.any():
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), p.shape)
+        raise DataError(f"{name} holds {p[idx]} at index {tuple(int(i) for i in idx)}; propensities must be "
+                        "finite numbers in (0, 1].")
+    bad = (p <= 0) | (p > 1)
+    if bad.any():
+        idx = np.unravel_index(int(np.flatnonzero(bad)[0]), p.shape)
+        raise DataError(f"{name} == {p[idx]} at index {tuple(int(i) for i in idx)}, must be in (0, 1] "
+                        f"({int(bad.sum())} values outside; min {p.min()}, max {p.max()}). A propensity of 0 "
+                        "means the item is never shown; clip it or drop the item.")
+    return p
+
+
+def check_clip(clip, name: str = "clip"):
+    """``clip`` as None or a float in (0, 1]."""
+    if clip is None:
+        return None
+    if isinstance(clip, bool) or not isinstance(clip, (numbers.Real, np.floating)) or not (0 < clip <= 1):
+        raise ValueError(f"{name} == {clip!r}, must be None or a number in (0, 1].")
+    return float(clip)
