@@ -18,6 +18,7 @@ import numpy as np
 from recfb.data.interactions import Interactions
 from recfb.data.split import random_holdout
 from recfb.utils.errors import DataError
+from recfb.utils.pairs import contains, pair_keys
 from recfb.utils.validation import check_random_state
 
 __all__ = ["NoisySplit", "natural_noise_split", "inject_noise"]
@@ -68,7 +69,7 @@ def inject_noise(train: Interactions, rate: float, *, exclude: tuple = (), seed=
     for p in exclude:
         if p.n_users != n_users or p.n_items != n_items:
             raise DataError("exclude parts must share train's id space (same n_users and n_items).")
-    keys = np.unique(np.concatenate([p.users.astype(np.int64) * n_items + p.items for p in parts]))
+    keys = np.unique(np.concatenate([pair_keys(p.users, p.items, n_items) for p in parts]))
     n_seen = np.bincount(keys // n_items, minlength=n_users)
     want = np.floor(rate * np.bincount(train.users, minlength=n_users) + 0.5).astype(np.int64)
     free = n_items - n_seen
@@ -83,9 +84,8 @@ def inject_noise(train: Interactions, rate: float, *, exclude: tuple = (), seed=
         if todo.size == 0:
             break
         items[todo] = rng.integers(0, n_items, size=todo.size)
-        k = users * n_items + items
-        pos = np.minimum(np.searchsorted(keys, k[todo]), keys.size - 1)
-        bad = keys[pos] == k[todo]
+        k = pair_keys(users, items, n_items)
+        bad = contains(keys, k[todo])
         _, first = np.unique(k, return_index=True)
         dup = np.ones(users.size, bool)
         dup[first] = False

@@ -13,6 +13,7 @@ from recfb.evaluation._common import (
     select_users,
 )
 from recfb.utils.errors import DataError
+from recfb.utils.pairs import contains, csr_keys, pair_keys
 
 METRICS = ("precision", "recall", "calibrated_recall", "ndcg", "map", "mrr", "hit_rate")
 _FLT_MAX = np.finfo(np.float32).max
@@ -131,8 +132,7 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
     # Test interactions as sorted int64 keys user * n_items + item (CSR rows are sorted, so
     # the keys are); a hit is a recommended key found in it.
     n_test = np.diff(test.indptr)
-    test_keys = (np.repeat(np.arange(n_users, dtype=np.int64) * n_items, n_test)
-                 + test.indices.astype(np.int64))
+    test_keys = csr_keys(test)
     n_test_eval = n_test[eval_users]
 
     discount = 1.0 / np.log2(np.arange(2, max_k + 2))
@@ -153,10 +153,7 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         scores = _as_2d(scores, stop - start, "scores")
         ids, scores = ids[:, :max_k], scores[:, :max_k]
         valid = (ids >= 0) & (ids < n_items) & (scores > -_FLT_MAX)
-        keys = batch[:, None] * n_items + ids.astype(np.int64)
-        pos = np.searchsorted(test_keys, keys)
-        np.minimum(pos, test_keys.size - 1, out=pos)
-        hit = valid & (test_keys[pos] == keys)
+        hit = valid & contains(test_keys, pair_keys(batch[:, None], ids, n_items))
         if hit.shape[1] < max_k:  # fewer columns than asked (few items): pad with misses
             hit = np.pad(hit, ((0, 0), (0, max_k - hit.shape[1])))
             valid = np.pad(valid, ((0, 0), (0, max_k - valid.shape[1])))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from recfb.losses.base import Objective
+from recfb.utils.pairs import contains_torch, csr_keys
 from recfb.utils.validation import check_clip, check_propensity
 
 __all__ = ["relmf", "ubpr", "dr_relmf", "ideal_pointwise_loss", "ideal_pairwise_loss", "pointwise_parts",
@@ -170,7 +171,7 @@ class _PropensityObjective(Objective):
         self.theta_ = torch.as_tensor(theta, dtype=torch.float32, device=device)
         counts = np.diff(X.indptr).astype(np.float32)
         self.user_scale_ = torch.as_tensor(n_items / np.maximum(counts, 1), device=device)
-        keys = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(X.indptr)) * n_items + X.indices
+        keys = csr_keys(X)
         self.click_keys_ = torch.as_tensor(np.sort(keys), device=device)
         self.n_items_ = n_items
 
@@ -180,8 +181,7 @@ class _PropensityObjective(Objective):
 
     def _clicked(self, users, items):
         keys = users.view(-1, *([1] * (items.dim() - 1))) * self.n_items_ + items
-        pos = torch.searchsorted(self.click_keys_, keys.reshape(-1)).clamp(max=self.click_keys_.numel() - 1)
-        return (self.click_keys_[pos] == keys.reshape(-1)).view(keys.shape).to(torch.float32)
+        return contains_torch(self.click_keys_, keys).to(torch.float32)
 
     def _clipped(self, t):
         return t if self.clip is None else t.clamp(min=self.clip)

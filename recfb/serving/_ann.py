@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from recfb.serving import _faiss
+from recfb.utils.pairs import contains, csr_keys, pair_keys
 from recfb.utils.topk import first_k_valid
 
 #: A row whose ``k + |exclusions|`` exceeds this share of the eligible items is answered by
@@ -114,13 +115,8 @@ def exhaustive_ivf(index, q: np.ndarray, k: int, excl, banned):
 
 def _row_keys(excl, n_items: int) -> np.ndarray:
     """Sorted ``row * n_items + item`` keys of a CSR pattern with sorted indices."""
-    r = np.repeat(np.arange(excl.shape[0], dtype=np.int64), np.diff(excl.indptr))
-    return r * n_items + excl.indices.astype(np.int64)
+    return csr_keys(excl)
 
 
 def _is_excluded(keys: np.ndarray, rows: np.ndarray, ids: np.ndarray, n_items: int) -> np.ndarray:
-    if keys.size == 0:
-        return np.zeros(ids.shape, bool)
-    probe = rows[:, None].astype(np.int64) * n_items + np.maximum(ids, 0)
-    pos = np.minimum(np.searchsorted(keys, probe), keys.size - 1)
-    return keys[pos] == probe
+    return contains(keys, pair_keys(rows[:, None], np.maximum(ids, 0), n_items))

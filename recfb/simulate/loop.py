@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from recfb.evaluation.diversity import diversity_metrics, gini
 from recfb.simulate.policies import check_policy_output, examination_propensities, make_policy
 from recfb.utils.errors import DataError
+from recfb.utils.pairs import pair_keys
 from recfb.utils.validation import check_positive_int, check_random_state
 
 __all__ = ["LoopResult", "run_loop", "plot_histories"]
@@ -266,7 +267,7 @@ def _check_world(world):
 
 def _click_matrix(users, items, n_users, n_items):
     """CSR of the clicked pairs (sorted indices) and the permutation of the click arrays into CSR order."""
-    order = np.argsort(users * n_items + items, kind="stable")
+    order = np.argsort(pair_keys(users, items, n_items), kind="stable")
     indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=n_users))])
     X = sp.csr_matrix((np.ones(order.size, np.float32), items[order].astype(np.int32), indptr),
                       shape=(n_users, n_items))
