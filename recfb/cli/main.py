@@ -147,15 +147,32 @@ def cmd_train(args) -> int:
     split_name = _split_for(args.model, args.split)
     data = _load_dataset(args.dataset, args.data_dir, args.quiet)
     train, _ = _split(data, split_name, args.test_fraction, args.seed)
+    comm, fit_kwargs = _distributed_fit(model, args)
     t0 = time.perf_counter()
-    model.fit(train if args.model in SEQUENTIAL else train.matrix, show_progress=not args.quiet)
+    model.fit(train if args.model in SEQUENTIAL else train.matrix, show_progress=not args.quiet and comm.is_main,
+              **fit_kwargs)
     fit_s = time.perf_counter() - t0
     args.output = output
     meta = {"dataset": args.dataset, "split": split_name, "test_fraction": args.test_fraction,
             "seed": args.seed, "model": args.model, "fit_seconds": round(fit_s, 3)}
-    path = model.save(args.output, metadata=meta)
-    print(f"trained {model!r} on {train} in {fit_s:.2f} s; saved to {path}")
+    if comm.is_main:  # one output file, one message: rank 0 writes
+        path = model.save(args.output, metadata=meta)
+        print(f"trained {model!r} on {train} in {fit_s:.2f} s"
+              f"{f' on {comm.world_size} ranks' if comm.enabled else ''}; saved to {path}")
+    comm.barrier()
+    comm.close()
     return 0
+
+
+def _distributed_fit(model, args):
+    """``--distributed`` (torchrun): the Comm and ``fit(distributed=True)``; otherwise no-ops."""
+    from recfb.distributed import get_comm
+    if not getattr(args, "distributed", False):
+        return get_comm(False), {}
+    import inspect
+    if "distributed" not in inspect.signature(model.fit).parameters:
+        raise CLIError(f"--distributed: {type(model).__name__}.fit does not take distributed= (yet)")
+    return get_comm(True), {"distributed": True}
 
 
 def cmd_evaluate(args) -> int:
@@ -430,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, choices=list(MODELS))
     t.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     t.add_argument("--output", "-o", required=True, help="where to write the model (.npz)")
+    t.add_argument("--distributed", action="store_true",
+                   help="train across the processes of `torchrun --nproc_per_node=N -m recfb train ...` "
+                        "(torch.distributed; rank 0 shows progress and writes --output)")
     split_args(t)
     t.set_defaults(func=cmd_train)
 
