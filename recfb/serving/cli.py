@@ -76,7 +76,8 @@ def add_serve_parser(subparsers):
     s.add_argument("--max-batch", type=int, default=1000, help="most users in one POST /recommend (default 1000)")
     s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
     s.add_argument("--timeout-keep-alive", type=float, default=5.0,
-                   help="seconds an idle keep-alive connection stays open (default 5)")
+                   help="seconds an idle connection stays open, and a request's headers may take to arrive "
+                        "(default 5)")
     s.add_argument("--limit-concurrency", type=int, default=512,
                    help="connections + tasks at once before uvicorn answers 503 (default 512)")
     s.add_argument("--backlog", type=int, default=2048, help="listen backlog (default 2048)")
@@ -114,7 +115,8 @@ def cmd_serve(args) -> int:
                                          "device": args.device, "threads": threads})
     print(f"serving {args.index} ({meta['kind']}, {meta['n_items']} items) on http://{args.host}:{args.port} "
           f"with {args.workers} worker(s); docs at /docs", file=sys.stderr, flush=True)
-    uvicorn.run("recfb.serving.app:app_from_env", factory=True, host=args.host, port=args.port,
+    from recfb.serving._uvicorn import http_protocol
+    uvicorn.run("recfb.serving.app:app_from_env", factory=True, host=args.host, port=args.port, http=http_protocol(),
                 workers=args.workers, timeout_keep_alive=args.timeout_keep_alive,
                 limit_concurrency=args.limit_concurrency, backlog=args.backlog, log_level=args.log_level,
                 access_log=args.log_level in ("info", "debug"))

@@ -73,6 +73,17 @@ def test_recfb_serve_runs_answers_and_stops_by_pid(exported):
         assert not set(X[3].indices) & set(body["items"])
         assert _get(base + "/recommend?user=1003&k=1001")[0] == 422  # default --max-k 1000
         assert _get(base + "/recommend?user=" + "9" * 30)[0] == 400
+        # a connection that sends nothing, and one that stalls in its headers, are closed
+        # after --timeout-keep-alive (2 s) while other requests are answered
+        idle = socket.create_connection(("127.0.0.1", port), timeout=15)
+        half = socket.create_connection(("127.0.0.1", port), timeout=15)
+        half.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        assert _get(base + "/health")[0] == 200
+        assert idle.recv(1) == b"" and half.recv(1) == b""
+        assert 1.0 < time.monotonic() - t0 < 12
+        idle.close()
+        half.close()
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:
