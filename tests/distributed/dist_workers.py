@@ -144,7 +144,51 @@ def check_parquet(comm, outdir):
     return out
 
 
-CHECKS = {"comm": check_comm, "ddp": check_ddp, "eval": check_eval, "ease": check_ease, "parquet": check_parquet}
+def train_matrix():
+    return make_matrices(2, 150, 60)[0]
+
+
+def bpr():
+    """Small, seeded, on the autograd path (the one distributed training takes)."""
+    from recfb.models import BPR
+
+    return BPR(factors=8, iterations=4, batch_size=64, optimizer="adam", learning_rate=0.05, random_state=0)
+
+
+def stop_after_epoch_2(epoch, logs):
+    from recfb.train.loop import TrainingInterrupted
+
+    if logs["epoch"] == 2:
+        raise TrainingInterrupted("simulated failure after epoch 2")
+
+
+def check_train(comm, outdir):
+    from recfb.train.loop import TrainingInterrupted
+    from recfb.utils.errors import FormatError
+
+    X = train_matrix()
+    full = bpr().fit(X, show_progress=False, distributed=True)
+    out = {"user_factors": full.user_factors, "item_factors": full.item_factors}
+    ckpt = Path(outdir) / "ckpt_2ranks.npz"
+    try:
+        bpr().fit(X, show_progress=False, distributed=True, checkpoint=ckpt, callbacks=[stop_after_epoch_2])
+        out["interrupted"] = False
+    except TrainingInterrupted:
+        out["interrupted"] = True
+    comm.barrier()  # a restart begins after rank 0 has written the checkpoint (as torchrun's restart does)
+    resumed = bpr().fit(X, show_progress=False, distributed=True, checkpoint=ckpt, resume=True)
+    out["resumed_item_factors"], out["resumed_user_factors"] = resumed.item_factors, resumed.user_factors
+    out["resumed_epochs"] = len(resumed.history_)
+    try:  # written by one process (the parent), resumed by two: refused
+        bpr().fit(X, show_progress=False, distributed=True, checkpoint=Path(outdir) / "ckpt_1rank.npz", resume=True)
+        out["bad_world_size_msg"] = ""
+    except FormatError as exc:
+        out["bad_world_size_msg"] = str(exc)
+    return out
+
+
+CHECKS = {"comm": check_comm, "ddp": check_ddp, "eval": check_eval, "ease": check_ease, "parquet": check_parquet,
+          "train": check_train}
 
 
 def all_checks(comm, outdir):
