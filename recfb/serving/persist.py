@@ -25,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb._version import __version__
-from recfb.models.base import read_npz
 from recfb.serving import _faiss
 from recfb.serving._params import KINDS, METRICS, resolve_device
+from recfb.utils.container import read_npz
 from recfb.utils.errors import DataError, FormatError
 
 FORMAT = "recfb-item-index"

@@ -36,9 +36,10 @@ import torch
 from tqdm.auto import tqdm
 
 from recfb.train.step import PairStep
+from recfb.utils.container import read_container, write_container
 from recfb.utils.device import seeded_rng
 from recfb.utils.errors import FormatError
-from recfb.utils.state import atomic_savez, flatten_state, unflatten_state
+from recfb.utils.state import flatten_state, unflatten_state
 
 CHECKPOINT_FORMAT = "recfb-checkpoint"
 #: 2: the fingerprint is a dict of named parts, compared part by part; 3: the pipeline of
@@ -486,34 +487,27 @@ def fused_problems(kernel_objectives, objective, denoiser, device, model_name: s
 
 
 def write_checkpoint(path, fingerprint, payload: dict) -> None:
-    """Write a nested dict of tensors/arrays/JSON values as npz + JSON metadata, atomically
-    (never pickled; a failed write leaves no temporary file); ``fingerprint`` (a dict of named
-    parts, see :func:`_fingerprint`) ties it to the data and settings."""
+    """Write a nested dict of tensors/arrays/JSON values in recfb's container (npz + JSON,
+    sha256 per array, :mod:`recfb.utils.container`), atomically (never pickled; a failed write
+    leaves no temporary file); ``fingerprint`` (a dict of named parts, see :func:`_fingerprint`)
+    ties it to the data and settings."""
     arrays, tree = flatten_state(payload)
-    meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-            "fingerprint": _fingerprint_parts(fingerprint), "tree": tree}
-    arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    atomic_savez(path, arrays)
+    write_container(path, arrays, {"fingerprint": _fingerprint_parts(fingerprint), "tree": tree},
+                    CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
 
 
 def read_checkpoint(path, fingerprint) -> dict:
-    """Read what :func:`write_checkpoint` wrote; clear errors for truncated files, other
-    versions and other data or settings (naming each part that differs)."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        meta = json.loads(arrays.pop("__metadata__").tobytes().decode())
-        if not isinstance(meta, dict):
-            raise TypeError(f"metadata is a {type(meta).__name__}, not an object")
-    except Exception as exc:
-        raise FormatError(f"{path} is not a readable recfb checkpoint (truncated?): {exc}") from None
-    version = meta.get("format_version")
-    if meta.get("format") != CHECKPOINT_FORMAT or not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise FormatError(f"{path} is not a recfb checkpoint of a supported version.")
+    """Read what :func:`write_checkpoint` wrote (sizes and checksums verified); clear errors for
+    truncated or damaged files, other versions and other data or settings (naming each part
+    that differs)."""
+    if not Path(path).is_file():
+        raise FormatError(f"{path} is not a readable recfb checkpoint: no such file.")
+    arrays, meta = read_container(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, "recfb checkpoint",
+                                  min_version=CHECKPOINT_VERSION)
     stored = meta.get("fingerprint")
     if not isinstance(stored, dict):
-        raise FormatError(f"{path} was written by an older recfb whose checkpoints do not record what they were "
-                          "trained on; delete it or set resume=False.")
+        raise FormatError(f"{path}: the checkpoint's metadata records no fingerprint of what it was trained on; "
+                          "delete it or set resume=False.")
     differs = _fingerprint_differences(stored, _fingerprint_parts(fingerprint))
     if differs:
         raise FormatError(f"{path} was written for other data or settings: " + "; ".join(differs)

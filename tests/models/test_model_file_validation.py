@@ -12,8 +12,9 @@ import scipy.sparse as sp
 
 import recfb
 from recfb.models import EASE, MF, ItemKNN, MostPopular, SASRec
-from recfb.models.base import _METADATA_KEY, _digest
 from recfb.testing import checkerboard_holdout
+from recfb.utils.container import METADATA_KEY as _METADATA_KEY
+from recfb.utils.container import digest as _digest
 from recfb.utils.errors import DataError, FormatError
 
 
