@@ -88,7 +88,7 @@ def curve_run(make, params, train, valid, eval_every, patience, max_epochs):
     the best validation NDCG@10, its epoch, the curve and the seconds of training."""
     model = make(**params, iterations=max_epochs, patience=patience, eval_every=eval_every, device="cpu")
     t0 = time.perf_counter()
-    model.fit(train, valid=valid, show_progress=False)
+    model.fit(train, valid_items=valid, show_progress=False)
     seconds = time.perf_counter() - t0
     curve = [round(h["valid"], 4) for h in model.history_ if "valid" in h]
     return {"ndcg": max(curve), "best_epoch": model.best_epoch_, "epochs": len(model.history_), "fit_s": seconds,

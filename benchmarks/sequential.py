@@ -70,7 +70,7 @@ def run(name, make, dataset, budget_s, eval_every, quick, checkpoint=None, valid
     valid_users = np.sort(rng.choice(valid_users, size=min(5000, valid_users.size), replace=False))
     model = make().set_params(eval_every=eval_every, valid_negatives=valid_negatives, patience=patience)
     t0 = time.perf_counter()
-    model.fit(train, valid=valid, show_progress=False, time_limit=budget_s, valid_users=valid_users,
+    model.fit(train, valid_items=valid, show_progress=False, time_limit=budget_s, valid_users=valid_users,
               checkpoint=checkpoint, resume=checkpoint is not None)
     fit_s = time.perf_counter() - t0
     model.set_histories(concatenate([train, valid]))

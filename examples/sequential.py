@@ -23,7 +23,7 @@ models = {
 }
 for name, model in models.items():
     # validation NDCG@10 drives early stopping; a few minutes each on a laptop CPU
-    model.fit(train, valid=valid, time_limit=300, checkpoint=f"/tmp/recfb-{name[:6]}.npz", resume=True)
+    model.fit(train, valid_items=valid, time_limit=300, checkpoint=f"/tmp/recfb-{name[:6]}.npz", resume=True)
     model.set_histories(concatenate([train, valid]))  # predict the test item from train + valid
     H, T = model.history_matrix(), test.matrix
     full = ranking_metrics(model, H, T, k=10)

@@ -317,7 +317,7 @@ class LeaveOneOut(Protocol):
         evaluate = inner._scorer(history, valid)
 
         def valid_kwargs(valid_metric):
-            return {"valid": valid_X, "valid_metric": valid_metric}
+            return {"valid_items": valid_X, "valid_metric": valid_metric}
         return Bound(train_X, evaluate, valid_kwargs)
 
 

@@ -75,7 +75,7 @@ def test_learns_the_next_item(make):
 def test_leave_one_out_evaluation_full_and_sampled():
     data = cyclic(n_users=80, seed=1)
     train, valid, test = leave_one_out(data, by="row")
-    m = small(loss="softmax", patience=5).fit(train, valid=valid, show_progress=False)
+    m = small(loss="softmax", patience=5).fit(train, valid_items=valid, show_progress=False)
     assert m.best_epoch_ is not None and all("valid" in h for h in m.history_)
     # no leakage: the model trained on exactly the train sequences (validation and test rows never entered)
     train_seqs = train.sequences("row")
@@ -240,7 +240,7 @@ def test_grouped_batch_loss_equals_one_padded_tensor(loss):
 
 def test_time_limit_sampled_validation_and_stop_reason():
     train, valid, _ = leave_one_out(cyclic(n_users=80), by="row")
-    m = small(iterations=50, valid_negatives=5, patience=None).fit(train, valid=valid, show_progress=False,
+    m = small(iterations=50, valid_negatives=5, patience=None).fit(train, valid_items=valid, show_progress=False,
                                                                     time_limit=0.01)
     assert m.stopped_by_ == "time_limit" and len(m.history_) == 1 and "valid" in m.history_[0]
     assert 0 <= m.history_[0]["valid"] <= 1

@@ -7,8 +7,9 @@ import pytest
 from recfb.data import Interactions
 from recfb.data.split import leave_one_out
 from recfb.evaluation import ranking_metrics
-from recfb.models import BERT4Rec, SASRec, gSASRec, sequential
+from recfb.models import BERT4Rec, SASRec, gSASRec
 from recfb.models.sequential import GrowingPatience, auto_eval_every, holdout_last, pack_sequences
+from recfb.models.sequential import schedule as sequential  # the fit reads the rule's constants from here
 from recfb.train import TrainConfig
 
 N_ITEMS = 12
@@ -144,7 +145,7 @@ def test_defaults_with_a_validation_set_stop_on_it_and_keep_the_best_epoch(monke
     monkeypatch.setattr(sequential, "EVAL_STEPS", 3)  # validate every epoch (3 steps an epoch)
     monkeypatch.setattr(sequential, "AUTO_MAX_EPOCHS", 12)
     train, valid, _ = leave_one_out(cyclic(), by="row")
-    model = SASRec(factors=16, max_len=8, batch_size=32, device="cpu").fit(train, valid=valid, show_progress=False)
+    model = SASRec(factors=16, max_len=8, batch_size=32, device="cpu").fit(train, valid_items=valid, show_progress=False)
     assert not hasattr(model, "selection_history_") and model.eval_every_ == 1
     scores = [h["valid"] for h in model.history_]
     assert model.iterations_ == model.best_epoch_ == int(np.argmax(scores)) + 1
