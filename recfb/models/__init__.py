@@ -1,5 +1,5 @@
 """Recommender models. Every model follows :class:`recfb.models.base.Recommender`."""
-from recfb.models.base import Recommender, load
+from recfb.models.base import Recommender, load, register
 from recfb.models.cml import CML
 from recfb.models.ease import EASE
 from recfb.models.implicit_wrappers import ImplicitALS, ImplicitBPR
@@ -10,5 +10,5 @@ from recfb.models.popular import MostPopular
 from recfb.models.sequential import BERT4Rec, SASRec, gSASRec
 
 __all__ = ["SASRec", "gSASRec", "BERT4Rec",
-           "Recommender", "load", "MostPopular", "ItemKNN", "EASE", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
+           "Recommender", "load", "register", "MostPopular", "ItemKNN", "EASE", "ImplicitALS", "ImplicitBPR", "MF", "BPR", "CML",
            "LightGCN"]

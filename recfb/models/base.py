@@ -29,6 +29,20 @@ _BLOCK_BYTES = 64 * 2**20
 _REGISTRY: dict[str, type] = {}
 
 
+def register(cls: type) -> type:
+    """Make ``recfb.load`` able to read files of the model class ``cls`` (recfb's own models
+    register themselves; a user's subclass calls this, or uses it as a decorator). A second,
+    different class under a name already taken raises instead of replacing it."""
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise TypeError(f"register() takes a Recommender subclass, got {cls!r}.")
+    known = _REGISTRY.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ValueError(f"a model class named {cls.__name__!r} is already registered ({known.__module__}); "
+                         "give the new class another name.")
+    _REGISTRY[cls.__name__] = cls
+    return cls
+
+
 @dataclass(frozen=True)
 class ScoreCall:
     """Options of one inference call, handed down as an argument and never kept on the model,
@@ -65,7 +79,8 @@ class Recommender:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if cls.__module__.split(".")[0] == "recfb":  # recfb's own models; others call register()
+            register(cls)
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -435,7 +450,9 @@ def load(path) -> Recommender:
     arrays, meta = read_container(path, FORMAT, FORMAT_VERSION, what="recfb model")
     cls = _REGISTRY.get(meta.get("class")) if isinstance(meta.get("class"), str) else None
     if cls is None:
-        raise FormatError(f"{label}: unknown model class {meta.get('class')!r}; known: {sorted(_REGISTRY)}.")
+        known = sorted(n for n in _REGISTRY if not n.startswith("_"))
+        raise FormatError(f"{label}: unknown model class {meta.get('class')!r}; known: {known} (a class of "
+                          "your own: recfb.models.register(YourClass) before loading).")
     params, user_meta = meta.get("params"), meta.get("user_metadata", {})
     if not isinstance(params, dict) or not isinstance(user_meta, dict):
         raise FormatError(f"{label}: the metadata's params and user_metadata must be JSON objects.")

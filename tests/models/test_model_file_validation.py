@@ -276,3 +276,31 @@ def test_index_user_rows_out_of_range_are_refused(tmp_path):
     _forge_index(tmp_path / "idx", arrays)
     with pytest.raises((FormatError, DataError), match="outside|1000000"):
         ItemIndex.load(tmp_path / "idx")
+
+
+def test_user_classes_register_explicitly_and_never_replace_another(tmp_path):
+    from recfb.models import MostPopular, Recommender, register
+    from recfb.models.base import _REGISTRY
+
+    class MyPopular(MostPopular):
+        pass
+
+    X = sp.random(6, 5, density=0.5, format="csr", random_state=0)
+    path = tmp_path / "m.npz"
+    MyPopular().fit(X).save(path)
+    assert "MyPopular" not in _REGISTRY  # a test double or user class does not register itself
+    with pytest.raises(FormatError, match=r"unknown model class 'MyPopular'.*register"):
+        recfb.load(path)
+    register(MyPopular)
+    try:
+        assert type(recfb.load(path)) is MyPopular
+
+        class MyPopularAgain(Recommender):
+            pass
+        MyPopularAgain.__name__ = "MyPopular"
+        with pytest.raises(ValueError, match="already registered"):
+            register(MyPopularAgain)
+        with pytest.raises(TypeError, match="Recommender subclass"):
+            register(int)
+    finally:
+        _REGISTRY.pop("MyPopular", None)
