@@ -14,8 +14,8 @@ Sections (k=10, 1 search thread for every QPS figure):
    the defaults (efSearch 64) is the reference row.
 2. ``ranking_metrics(model, train, test, index=...)`` on ML-1M (80/20 random holdout): exact
    vs HNSW at defaults vs calibrated, so the cost of the approximation is in NDCG terms.
-3. (--million) the 1,000,000-item clustered set of benchmarks/serving.py: the same rows, with
-   build time and index size.
+3. (--million) the 1,000,000-item clustered set of benchmarks/serving.py: exact, HNSW at the
+   defaults and calibrated, with build time and index size.
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def qps(idx, Q, repeats=2):
     return ids, best
 
 
-def section(name, X, cal_q, held_q, out, build_threads, target):
+def section(name, X, cal_q, held_q, out, build_threads, target, kinds=("hnsw", "ivf")):
     out.append(f"## {name}: {X.shape[0]:,} items x {X.shape[1]}, calibration on {len(cal_q):,} queries "
                f"(half choose, half measure), recall on {len(held_q):,} unseen queries\n")
     threads(1)
@@ -87,6 +87,7 @@ def section(name, X, cal_q, held_q, out, build_threads, target):
     rows = [("hnsw defaults", dict(kind="hnsw")),
             (f"hnsw target {target}", dict(kind="hnsw", target_recall=target, queries=cal_q)),
             (f"ivf target {target}", dict(kind="ivf", target_recall=target, queries=cal_q))]
+    rows = [r for r in rows if r[1]["kind"] in kinds]
     for label, kw in rows:
         threads(build_threads)
         t0 = time.perf_counter()
@@ -160,6 +161,7 @@ def main(argv=None):
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--n-calibration", type=int, default=2000)
     p.add_argument("--million", action="store_true", help="also the 1M-item clustered set (slow: HNSW build)")
+    p.add_argument("--skip-als", action="store_true", help="only the --million section")
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--data-dir", default=None)
     args = p.parse_args(argv)
@@ -167,18 +169,19 @@ def main(argv=None):
            f"`python benchmarks/serving_calibration.py {' '.join(argv or sys.argv[1:])}` on "
            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
            f"search 1 thread, build {args.build_threads}; faiss {faiss.__version__}, torch {torch.__version__}\n"]
-    model, train_X, test_X, items, users = als_like(args.items, data_dir=args.data_dir)
-    rng = np.random.default_rng(1)
-    order = rng.permutation(users.shape[0])
-    cal_q, held_q = users[order[:args.n_calibration]], users[order[args.n_calibration:]]
-    section("ALS-like", items, cal_q, held_q, out, args.build_threads, args.target)
-    metrics_section(model, train_X, test_X, out, args.target)
+    if not args.skip_als:
+        model, train_X, test_X, items, users = als_like(args.items, data_dir=args.data_dir)
+        rng = np.random.default_rng(1)
+        order = rng.permutation(users.shape[0])
+        cal_q, held_q = users[order[:args.n_calibration]], users[order[args.n_calibration:]]
+        section("ALS-like", items, cal_q, held_q, out, args.build_threads, args.target)
+        metrics_section(model, train_X, test_X, out, args.target)
     if args.million:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from serving import clustered
         X, Q = clustered(1_000_000, args.n_calibration + 2000, seed=0)
         section("clustered 1M (benchmarks/serving.py)", X, Q[:args.n_calibration], Q[args.n_calibration:], out,
-                args.build_threads, args.target)
+                args.build_threads, args.target, kinds=("hnsw",))
     out.append(f"Peak RSS {peak_rss_mb():,.0f} MiB.\n")
     text = "\n".join(out)
     print(text)

@@ -162,16 +162,7 @@ def create_app(index: ItemIndex, *, max_k: int = DEFAULT_MAX_K, max_batch: int =
         logger.error("500 on %s %s", request.method, request.url.path, exc_info=exc)
         return error(500, "internal server error (logged)")
 
-    @app.middleware("http")
-    async def _bounded_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error(400, f"Content-Length {length!r} is not a byte count", "Content-Length")
-            if int(length) > max_body_bytes:
-                return error(413, f"request body of {length} bytes exceeds this service's limit of "
-                                  f"{max_body_bytes} bytes", "body")
-        return await call_next(request)
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
 
     def strict_query(request: Request, allowed: tuple) -> None:
         seen = {}
@@ -253,6 +244,29 @@ def create_app(index: ItemIndex, *, max_k: int = DEFAULT_MAX_K, max_batch: int =
 
 
 # ----------------------------------------------------------------------------- helpers
+class _BodyLimit:
+    """Pure ASGI middleware (no per-request task, unlike ``@app.middleware``): a declared
+    Content-Length over ``limit`` is a 413 before the body is read, a malformed one a 400."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    from fastapi.responses import JSONResponse
+                    if not value.isdigit():
+                        body = {"error": f"Content-Length {value.decode('latin-1')!r} is not a byte count",
+                                "field": "Content-Length"}
+                        return await JSONResponse(body, status_code=400)(scope, receive, send)
+                    if int(value) > self.limit:
+                        body = {"error": f"request body of {int(value)} bytes exceeds this service's limit of "
+                                         f"{self.limit} bytes", "field": "body"}
+                        return await JSONResponse(body, status_code=413)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class _Ids:
     """External ids of a request -> internal rows, with the status codes of the module doc."""
 
