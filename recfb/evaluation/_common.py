@@ -7,10 +7,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_csr, check_positive_int, check_userids
+from recfb.utils.validation import check_csr, check_positive_int, check_userids, rows_per_block
 
 # One block of users x items float32 scores stays under this many bytes.
-BLOCK_BYTES = 64 * 2**20
 
 
 class MetricResults(dict):
@@ -83,7 +82,7 @@ def select_users(test: sp.csr_matrix, users):
 
 def check_batch_size(batch_size, n_items: int, bytes_per_cell: int = 4) -> int:
     if batch_size is None:
-        return max(1, BLOCK_BYTES // (bytes_per_cell * max(n_items, 1)))
+        return rows_per_block(bytes_per_cell * max(n_items, 1))
     return check_positive_int(batch_size, "batch_size")
 
 

@@ -18,13 +18,12 @@ import scipy.sparse as sp
 from recfb._version import __version__
 from recfb.utils.container import METADATA_KEY, file_label, read_container, write_container
 from recfb.utils.errors import DataError, FormatError, UnknownIdError
-from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids
+from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids, rows_per_block
 
 FORMAT = "recfb-model"
 FORMAT_VERSION = 1
 _METADATA_KEY = METADATA_KEY  # the container's metadata member
 # Scores of one block of users stay under this many bytes (users x items float32).
-_BLOCK_BYTES = 64 * 2**20
 
 _REGISTRY: dict[str, type] = {}
 
@@ -536,7 +535,7 @@ def topk(scores: np.ndarray, k: int, keep_filtered: bool = False):
 
 
 def _blocks(n_rows: int, n_cols: int):
-    step = max(1, _BLOCK_BYTES // (4 * max(n_cols, 1)))
+    step = rows_per_block(4 * max(n_cols, 1))
     for start in range(0, n_rows, step):
         yield start, min(n_rows, start + step)
 

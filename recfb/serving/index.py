@@ -11,8 +11,7 @@ from recfb.serving._exact import ExactSearcher, select_topk
 from recfb.serving._params import KINDS, METRICS, positive_int, resolve_device, resolve_params
 from recfb.serving.users import UserTable
 from recfb.utils.errors import DataError
-
-_SCORE_BLOCK_BYTES = 64 * 2**20
+from recfb.utils.validation import rows_per_block
 
 
 class ItemIndex:
@@ -334,7 +333,7 @@ class ItemIndex:
         n = rows.shape[0]
         out_ids = np.empty((n, k), np.int64)
         out_scores = np.empty((n, k), np.float32)
-        step = max(1, _SCORE_BLOCK_BYTES // (4 * self.n_items))
+        step = rows_per_block(4 * self.n_items)
         for start in range(0, n, step):
             stop = min(n, start + step)
             s = np.asarray(self._model.score(np.arange(stop - start), rows[start:stop]), dtype=np.float32)

@@ -20,7 +20,7 @@ from recfb.evaluation.diversity import diversity_metrics, gini
 from recfb.simulate.policies import check_policy_output, examination_propensities, make_policy
 from recfb.utils.errors import DataError
 from recfb.utils.pairs import pair_keys
-from recfb.utils.validation import check_positive_int, check_random_state
+from recfb.utils.validation import check_positive_int, check_random_state, rows_per_block
 
 __all__ = ["LoopResult", "run_loop", "plot_histories"]
 
@@ -30,7 +30,6 @@ MNAR_LOSSES = ("relmf", "ubpr", "relmf_dr")  # MF losses that read the propensit
 HISTORY_COLUMNS = ("round", "true_dcg", "exposure_gini", "coverage", "top1pct_share", "clicks", "ctr", "novelty",
                    "avg_popularity", "log_gini", "log_clicks")
 LOG_COLUMNS = ("round", "user", "item", "position", "policy_prob", "examination", "propensity", "click")
-_BLOCK_BYTES = 64 * 2**20  # users x items float64 scores per policy call
 
 
 @dataclass
@@ -356,7 +355,7 @@ def _lists(model, X, policy_fn, k, rng):
     n_users, n_items = X.shape
     items = np.full((n_users, k), -1, np.int64)
     probs = np.full((n_users, k), np.nan)
-    block = max(1, _BLOCK_BYTES // (8 * n_items))
+    block = rows_per_block(8 * n_items)  # users x items float64 scores per policy call
     for start in range(0, n_users, block):  # blocks of users, each one vectorised policy call
         stop = min(n_users, start + block)
         rows = X[start:stop]

@@ -9,6 +9,15 @@ import scipy.sparse as sp
 
 from recfb.utils.errors import DataError, NotFittedError, UnknownIdError
 
+#: the working-set size of every blocked computation (scores of a block of users x all items,
+#: evaluation batches, the simulator's policy calls): one constant, so memory is predictable
+BLOCK_BYTES = 64 * 2**20
+
+
+def rows_per_block(bytes_per_row: int) -> int:
+    """How many rows of ``bytes_per_row`` fit in :data:`BLOCK_BYTES` (at least 1)."""
+    return max(1, BLOCK_BYTES // max(int(bytes_per_row), 1))
+
 
 def _caller_level() -> int:
     """``stacklevel`` that points a warning at the first frame outside recfb (the caller's
