@@ -144,10 +144,11 @@ def row_data(comm, args):
 
     folder = Path(args.out) / "log"
     comm.barrier()
+    before = peak_rss_mib()
     t0 = time.perf_counter()
     part = Interactions.from_parquet(folder, rank=comm.rank, world_size=comm.world_size)
     return [{"dataset": "synthetic parquet", "seconds": time.perf_counter() - t0, "rows": len(part),
-             "users": part.n_users, "items": part.n_items}]
+             "users": part.n_users, "items": part.n_items, "rss_before_mib": before}]
 
 
 def row_train(comm, args):
@@ -186,21 +187,62 @@ def row_simulate(comm, args):
     spec = dict(SIM)
     if args.quick:
         spec.update(n_users=100_000, n_items=20_000, n_interactions=10_000_000)
+    before = peak_rss_mib()
     t0 = time.perf_counter()
     X = synthetic_shard(**spec, rank=comm.rank, world_size=comm.world_size)
     out = {"dataset": f"synthetic {spec['n_users']:,} x {spec['n_items']:,}", "generate_s": time.perf_counter() - t0,
-           "rows": int(X.nnz), "rss_after_generate_mib": peak_rss_mib()}
-    model = BPR(iterations=1, random_state=0)
-    params = inspect.signature(model.fit).parameters
-    if "distributed" not in params:
-        out["skipped"] = "fit() does not take distributed= yet"
-    else:
-        comm.barrier()
-        t0 = time.perf_counter()
-        extra = {"sharded_input": True} if "sharded_input" in params else {}
-        model.fit(X, show_progress=False, distributed=True, **extra)
-        out["seconds"] = time.perf_counter() - t0
+           "rows": int(X.nnz), "rss_before_mib": before, "rss_after_generate_mib": peak_rss_mib()}
+    params = inspect.signature(BPR.fit).parameters
+    comm.barrier()
+    t0 = time.perf_counter()
+    if "sharded_input" in params:  # fit trains on each rank's own rows
+        BPR(iterations=1, random_state=0).fit(X, show_progress=False, distributed=True, sharded_input=True)
+        out["trainer"] = "BPR.fit(sharded_input=True)"
+    else:  # fit needs the same X on every rank: the loop's own recipe, written out here
+        out.update(simulated_bpr_epoch(comm, X, args))
+        out["trainer"] = "benchmark's BPR epoch (Comm.equalize + dense all_reduce_mean_, as the loop)"
+    out["seconds"] = time.perf_counter() - t0
+    out["epochs"], out["examples"] = 1, int(comm.all_reduce_array(np.array([X.nnz], np.int64))[0])
     return [out]
+
+
+def simulated_bpr_epoch(comm, X, args, factors=64, lr=0.05):
+    """One BPR epoch on this rank's rows, synchronised as recfb's loop does it (identical
+    initial weights, the same number of steps on every rank, dense gradients averaged by
+    ``Comm.all_reduce_mean_``, one SGD step), for logs that no rank holds whole."""
+    import torch
+
+    torch.manual_seed(0)  # the same initial weights on every rank
+    users = torch.nn.Embedding(X.shape[0], factors)
+    items = torch.nn.Embedding(X.shape[1], factors)
+    for e in (users, items):
+        torch.nn.init.normal_(e.weight, std=0.1)
+    opt = torch.optim.SGD([users.weight, items.weight], lr=lr)
+    row = torch.from_numpy(np.repeat(np.arange(X.shape[0], dtype=np.int64), np.diff(X.indptr)))
+    col = torch.from_numpy(X.indices.astype(np.int64))
+    rng = np.random.default_rng([0, comm.rank])
+    order = torch.from_numpy(comm.equalize(rng.permutation(X.nnz)))
+    gen = torch.Generator().manual_seed(1 + comm.rank)
+    steps, losses, sync_s = 0, [], 0.0
+    for start in range(0, order.numel(), args.sim_batch):
+        if args.sim_steps and steps >= args.sim_steps:
+            break
+        idx = order[start:start + args.sim_batch]
+        u, i = row[idx], col[idx]
+        j = torch.randint(0, X.shape[1], (idx.numel(),), generator=gen)
+        pu = users(u)
+        loss = -torch.nn.functional.logsigmoid((pu * items(i)).sum(1) - (pu * items(j)).sum(1)).mean()
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        t0 = time.perf_counter()
+        comm.all_reduce_mean_([users.weight.grad, items.weight.grad])
+        sync_s += time.perf_counter() - t0
+        opt.step()
+        steps += 1
+        losses.append(float(loss))
+    total_steps = -(-order.numel() // args.sim_batch)
+    return {"steps": steps, "steps_per_epoch": total_steps, "batch": args.sim_batch, "sync_s": sync_s, "first_loss": losses[0],
+            "last_loss": losses[-1], "weights": digest(items.weight.detach().numpy()[:1000])}
 
 
 ROWS = {"eval": row_eval, "ease": row_ease, "data": row_data, "train": row_train, "simulate": row_simulate}
@@ -228,6 +270,7 @@ def launch(row, ranks, args, out):
         env[var] = str(args.threads)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
            __file__, "--worker", row, "--out", str(out), "--threads", str(args.threads), "--epochs", str(args.epochs)]
+    cmd += ["--sim-batch", str(args.sim_batch), "--sim-steps", str(args.sim_steps)]
     if args.quick:
         cmd.append("--quick")
     t0 = time.perf_counter()
@@ -263,6 +306,8 @@ def report_rows(row, runs):
             rs = [rank[j] for rank in runs[R][0]]
             r0 = rs[0]
             rss = "/".join(f"{x['peak_rss_mib']:.0f}" for x in rs)
+            if "rss_before_mib" in r0:  # what the rows added to the process after its imports
+                rss += " (+" + "/".join(f"{x['peak_rss_mib'] - x['rss_before_mib']:.0f}" for x in rs) + ")"
             if "skipped" in r0:
                 lines.append(f"| {row} | {label} | {R} | skipped: {r0['skipped']} | | | rss {rss} MiB |")
                 continue
@@ -276,7 +321,7 @@ def report_rows(row, runs):
             elif "result" in r0:
                 same = all(x["result"] == base["result"] for x in rs)
                 cells.append("= 1 process" if same else "DIFFERS from 1 process")
-            if "examples" in r0:
+            if "examples" in r0 and "ndcg@10" in r0:
                 per_rank = r0["examples"] * r0["epochs"] / R / secs
                 one_s = base["seconds"]
                 eff = (r0["examples"] * r0["epochs"] / secs) / (R * r0["examples"] * r0["epochs"] / one_s)
@@ -286,6 +331,12 @@ def report_rows(row, runs):
                 cells.append("rows/rank " + "/".join(f"{x['rows']:,}" for x in rs))
             if "generate_s" in r0:
                 cells.append(f"generate {max(x['generate_s'] for x in rs):.1f} s")
+            if "steps" in r0:
+                same = len({x["weights"] for x in rs}) == 1
+                cells.append(f"{r0['steps'] * r0['batch'] / secs:,.0f} ex/s/rank, "
+                             f"{r0['steps']}/{r0['steps_per_epoch']} steps, all-reduce "
+                             f"{max(x['sync_s'] for x in rs):.1f} s, loss {r0['first_loss']:.3f} -> "
+                             f"{r0['last_loss']:.3f}, {'identical' if same else 'DIFFERENT'} weights on every rank")
             lines.append(f"| {row} | {label} | {R} | " + " | ".join(cells) + f" | rss {rss} MiB |")
     return lines
 
@@ -296,6 +347,8 @@ def main(argv=None):
     p.add_argument("--ranks", type=int, default=2, help="world size compared with 1 process (simulate: 4)")
     p.add_argument("--threads", type=int, default=1, help="threads per rank")
     p.add_argument("--epochs", type=int, default=5, help="train rows: epochs, equal at every world size")
+    p.add_argument("--sim-batch", type=int, default=262_144, help="simulate: examples per rank per step")
+    p.add_argument("--sim-steps", type=int, default=0, help="simulate: stop after this many steps (0: the epoch)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--output", type=Path)
     p.add_argument("--worker", choices=sorted(ROWS), help=argparse.SUPPRESS)
@@ -320,7 +373,9 @@ def main(argv=None):
             for line in report_rows(row, runs):
                 print(line, flush=True)
                 lines.append(line)
-    head = (f"Machine: {platform.machine()}, {os.cpu_count()} cores; torch {torch.__version__}; "
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    head = (f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {load} at the end; "
+            f"torch {torch.__version__}; "
             f"{args.threads} thread(s) per rank; command: `{' '.join(['benchmarks/distributed.py'] + (argv or sys.argv[1:]))}`")
     from _report import emit
     emit([head, ""] + lines, args.output)

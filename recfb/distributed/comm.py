@@ -108,6 +108,22 @@ class Comm:
         padded = np.resize(order, self.shard_size(n) * self.world_size)  # np.resize repeats the array
         return padded[self.rank::self.world_size]
 
+    def equalize(self, order) -> np.ndarray:
+        """For data already sharded by rank (each rank passes the order of its own examples,
+        e.g. read with ``from_parquet(rank=, world_size=)``): the order padded by wrapping to
+        the longest rank's length (one small all-reduce), so every rank runs the same number
+        of steps. A rank without examples raises ``ValueError`` on every rank."""
+        order = np.asarray(order)
+        if order.ndim != 1:
+            raise ValueError(f"order must be a 1-D array of example indices, got shape {order.shape}.")
+        if not self.enabled:
+            return order
+        sizes = self.all_reduce_array(_one_hot(self.rank, self.world_size, order.size), "sum")
+        if (sizes == 0).any():
+            raise ValueError(f"Comm.equalize: ranks {np.flatnonzero(sizes == 0).tolist()} have no examples; "
+                             f"every rank needs at least one (sizes {sizes.tolist()}).")
+        return np.resize(order, int(sizes.max()))
+
     def _check_same(self, order: np.ndarray) -> None:
         import torch
 

@@ -11,6 +11,7 @@ def rank_results(tmp_path_factory):
     """``{check: [rank 0's results, rank 1's]}``; a check that raised has a traceback in 'error'."""
     out = tmp_path_factory.mktemp("two_ranks")
     dist_launch.write_parquet_log(out / "log")
+    (out / "cli").mkdir()
     dist_workers.bpr().set_params(iterations=2).fit(dist_workers.train_matrix(), show_progress=False,
                                                     checkpoint=out / "ckpt_1rank.npz")
     dist_launch.run_ranks(dist_workers.all_checks, dist_launch.WORLD_SIZE, out)

@@ -90,6 +90,7 @@ def check_comm(comm, outdir):
     t = torch.tensor([float(comm.rank), 7.0 * comm.rank])
     out["bcast_tensor"] = comm.broadcast(t, src=1).numpy()
     out["gathered"] = comm.all_gather_array(np.arange(comm.rank + 2, dtype=np.int64) + 100 * comm.rank)
+    out["equalized"] = comm.equalize(np.arange(3 + 2 * comm.rank) * (comm.rank + 1))  # 3 and 5 examples
     comm.check_resume(comm.world_size)
     try:
         comm.check_resume(1)
@@ -187,7 +188,27 @@ def check_train(comm, outdir):
     return out
 
 
-CHECKS = {"comm": check_comm, "ddp": check_ddp, "eval": check_eval, "ease": check_ease, "parquet": check_parquet,
+def cli_args(output, distributed=True):
+    args = ["train", "--dataset", "synthetic", "--model", "ease", "--param", "method=sparse", "--param",
+            "max_neighbors=32", "-o", str(output)]
+    return args + (["--distributed"] if distributed else [])
+
+
+def check_cli(comm, outdir):
+    """What `torchrun --nproc_per_node=2 -m recfb train ... --distributed` runs in each process."""
+    import contextlib
+    import io
+
+    from recfb.cli.main import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(cli_args(Path(outdir) / "cli" / "two.npz"))
+    return {"status": status, "stdout": printed.getvalue()}
+
+
+CHECKS = {"cli": check_cli, "comm": check_comm, "ddp": check_ddp, "eval": check_eval, "ease": check_ease,
+          "parquet": check_parquet,
           "train": check_train}
 
 

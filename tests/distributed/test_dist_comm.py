@@ -41,6 +41,9 @@ def test_all_reduce_mean_broadcast_and_gather(rank_results):
         assert json.loads(str(r["bcast_obj"])) == {"stop": True, "epoch": 3}   # rank 0's decision
         np.testing.assert_array_equal(r["bcast_tensor"], [1.0, 7.0])         # rank 1's tensor
         np.testing.assert_array_equal(r["gathered"], [0, 1, 100, 101, 102])  # rank order
+    r0, r1 = results_of(rank_results, "comm")  # own examples padded to the longest rank's 5 steps
+    np.testing.assert_array_equal(r0["equalized"], [0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(r1["equalized"], [0, 2, 4, 6, 8])
 
 
 def test_resume_at_another_world_size_is_refused_with_the_sizes(rank_results):
