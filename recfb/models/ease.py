@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recfb.models.base import Recommender, pack_csr, unpack_csr
+from recfb.utils.device import resolve_device
 from recfb.utils.errors import DataError
 from recfb.utils.validation import check_positive_int
 
@@ -390,20 +391,10 @@ def _columns_to_csr(nbr_idx, weights, nbr_cnt, n: int) -> sp.csr_matrix:
     return B
 
 
-def _resolve_device(device: str) -> str:
+def _resolve_device(device) -> str:
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device == {device!r}, must be 'auto', 'cpu' or 'cuda'.")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        has_cuda = torch.cuda.is_available()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        has_cuda = False
-    if device == "cuda" and not has_cuda:
-        raise RuntimeError("device == 'cuda' but torch.cuda.is_available() is False; use device='cpu' or 'auto'.")
-    return "cuda" if has_cuda else "cpu"
+    return resolve_device(device).type
 
 
 def _gpu_free_bytes() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from recfb.serving import _faiss
+from recfb.utils.device import resolve_device as _resolve
 from recfb.utils.validation import check_positive_int
 
 KINDS = ("exact", "hnsw", "ivf")
@@ -60,7 +61,8 @@ def default_nprobe(nlist: int) -> int:
 
 
 def resolve_device(device: str, kind: str) -> str:
-    """"auto" -> "cuda" when the chosen kind can run there, else "cpu"."""
+    """"auto" -> "cuda" when the chosen kind can run there, else "cpu" (through
+    :func:`recfb.utils.device.resolve_device`, told what this kind needs on a GPU)."""
     if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device == {device!r}, must be 'auto', 'cpu' or 'cuda'.")
     import torch
@@ -72,8 +74,4 @@ def resolve_device(device: str, kind: str) -> str:
         why = "this faiss has no GPU support or sees no GPU (install faiss-gpu-cu12 instead of faiss-cpu)"
     else:
         can, why = False, "faiss has no GPU HNSW; use kind='ivf' or 'exact' on a GPU"
-    if device == "auto":
-        return "cuda" if can else "cpu"
-    if device == "cuda" and not can:
-        raise ValueError(f"device='cuda' for kind={kind!r} is unavailable: {why}.")
-    return device
+    return _resolve(device, available=can, why=f"{why} (kind={kind!r})").type

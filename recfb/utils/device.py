@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 
-def resolve_device(device="auto"):
+def resolve_device(device="auto", *, available: bool | None = None, why: str = "torch sees no CUDA device"):
+    """The torch.device of a ``device`` argument, the one resolver of recfb's models, serving
+    and training. ``"auto"`` (or None) is CUDA when the computation can run there, else CPU;
+    ``available`` says whether it can (default: ``torch.cuda.is_available()``; serving passes
+    whether faiss's GPU build sees a GPU, with ``why`` saying what is missing otherwise).
+    ``"cuda"`` where it cannot raises :class:`~recfb.utils.errors.DeviceUnavailableError`."""
     import torch
+
+    from recfb.utils.errors import DeviceUnavailableError
     if isinstance(device, torch.device):
         return device
+    can = torch.cuda.is_available() if available is None else bool(available)
     if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if can else "cpu")
     if not isinstance(device, str):
         raise TypeError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}.")
     try:
@@ -16,8 +24,8 @@ def resolve_device(device="auto"):
         raise ValueError(f"device == {device!r}, must be 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"device == {device!r}, must be 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device == {device!r} but torch sees no CUDA device; use device='auto' or 'cpu'.")
+    if dev.type == "cuda" and not can:
+        raise DeviceUnavailableError(f"device='{device}' is unavailable: {why}; use device='auto' or 'cpu'.")
     return dev
 
 

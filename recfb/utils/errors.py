@@ -20,3 +20,9 @@ class FormatError(ValueError):
 
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset could not be found locally nor downloaded; the message says where we looked."""
+
+
+class DeviceUnavailableError(ValueError, RuntimeError):
+    """``device="cuda"`` asked where the computation cannot run on CUDA (no GPU, or a library
+    build without GPU support). A ValueError (the argument cannot be honoured) and a
+    RuntimeError (the environment lacks it)."""
