@@ -1,4 +1,4 @@
-"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo, export, tune.
+"""``recfb`` / ``python -m recfb``: datasets, train, evaluate, recommend, bench, demo, export, serve, tune.
 
 This module holds the one explicit name -> class table of the project (``MODELS``).
 """
