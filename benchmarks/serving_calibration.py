@@ -14,7 +14,8 @@ Sections (k=10, 1 search thread for every QPS figure):
    the defaults (efSearch 64) is the reference row.
 2. ``ranking_metrics(model, train, test, index=...)`` on ML-1M (80/20 random holdout): exact
    vs HNSW at defaults vs calibrated, so the cost of the approximation is in NDCG terms.
-3. (--million) the 1,000,000-item clustered set of benchmarks/serving.py: exact, HNSW at the
+3. (--million) the 1,000,000-item sets of benchmarks/serving.py (``clustered``, and ``als``:
+   ML-1M ALS factors with additive noise, 0.5 x the vector's RMS): exact, HNSW at the
    defaults and calibrated, with build time and index size.
 """
 from __future__ import annotations
@@ -161,6 +162,8 @@ def main(argv=None):
     p.add_argument("--target", type=float, default=0.95)
     p.add_argument("--n-calibration", type=int, default=2000)
     p.add_argument("--million", action="store_true", help="also the 1M-item clustered set (slow: HNSW build)")
+    p.add_argument("--million-sets", nargs="+", choices=("clustered", "als"), default=["clustered", "als"],
+                   help="which 1M sets of benchmarks/serving.py (default both)")
     p.add_argument("--skip-als", action="store_true", help="only the --million section")
     p.add_argument("--build-threads", type=int, default=2)
     p.add_argument("--data-dir", default=None)
@@ -178,10 +181,13 @@ def main(argv=None):
         metrics_section(model, train_X, test_X, out, args.target)
     if args.million:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from serving import clustered
-        X, Q = clustered(1_000_000, args.n_calibration + 2000, seed=0)
-        section("clustered 1M (benchmarks/serving.py)", X, Q[:args.n_calibration], Q[args.n_calibration:], out,
-                args.build_threads, args.target, kinds=("hnsw",))
+        from serving import als_perturbed, clustered
+        for name in args.million_sets:
+            make = clustered if name == "clustered" else lambda n, nq, seed: als_perturbed(n, nq, seed,
+                                                                                           data_dir=args.data_dir)
+            X, Q = make(1_000_000, args.n_calibration + 2000, seed=0)
+            section(f"{name} 1M (benchmarks/serving.py)", X, Q[:args.n_calibration], Q[args.n_calibration:], out,
+                    args.build_threads, args.target, kinds=("hnsw",))
     out.append(f"Peak RSS {peak_rss_mb():,.0f} MiB.\n")
     text = "\n".join(out)
     print(text)
