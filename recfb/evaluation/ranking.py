@@ -22,7 +22,7 @@ _FLT_MAX = np.finfo(np.float32).max
 def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=None,
                     per_user: bool = False, filter_already_liked_items: bool = True,
                     recalculate_user: bool = False, show_progress: bool = False, extra=(),
-                    item_features=None, item_categories=None, index=None, distributed=None) -> MetricResults:
+                    item_features=None, item_categories=None, index=None, distributed=False) -> MetricResults:
     r"""Top-k ranking metrics of ``model`` under the full-ranking protocol.
 
     Each evaluated user's top ``max(k)`` items come from one ``model.recommend`` call per
@@ -89,9 +89,10 @@ def ranking_metrics(model, train_X, test_X, k=(10, 20), users=None, batch_size=N
         Rank through this index instead of ``model.recommend`` (queries: ``model.user_factors``
         for embedding indices, the ``train_X`` rows for item-item ones), so the figures show
         what an approximate index costs next to the exact ones.
-    distributed : bool or None, default None
+    distributed : bool or None, default False
         Shard the evaluated users across the ranks of a torch.distributed group (see
-        :func:`recfb.distributed.get_comm`; None: when a group is initialised). Every rank
+        :func:`recfb.distributed.get_comm`; None: when a group is initialised; False, the
+        default, also lets rank 0 alone evaluate inside a distributed job). Every rank
         passes the same ``model``, ``train_X`` and ``test_X`` and scores a contiguous block
         of the users; the metrics' exact sums are all-reduced (coverage by a max over item
         flags; the top-k lists and ``per_user`` values are gathered in user order, only when

@@ -42,8 +42,8 @@ class EASE(Recommender):
     for the systems (solved in batches when that exceeds ``max_memory``), no items x items
     array.
 
-    Beyond one process (``fit(..., distributed=True)``, or an initialised torch.distributed
-    group): the sparse method's per-item neighbour searches and regressions are sharded
+    Beyond one process (``fit(..., distributed=True)``; ``None``: when a torch.distributed
+    group is initialised): the sparse method's per-item neighbour searches and regressions are sharded
     across the ranks in contiguous item ranges of about equal work and all-gathered, so every
     rank ends with the same ``B`` as one process (bit for bit: each column is computed by the
     same code from the same data). Every rank passes the whole ``user_items``. The dense
@@ -105,7 +105,7 @@ class EASE(Recommender):
         self.threshold = threshold
 
     # ------------------------------------------------------------------ fit
-    def fit(self, user_items, show_progress: bool = True, distributed=None) -> "EASE":
+    def fit(self, user_items, show_progress: bool = True, distributed: bool | None = False) -> "EASE":
         if not (isinstance(self.l2, (int, float, np.number)) and self.l2 >= 0 and np.isfinite(self.l2)):
             raise ValueError(f"l2 == {self.l2!r}, must be a finite number >= 0.")
         if not (isinstance(self.dropout, (int, float, np.number)) and 0 <= self.dropout < 1):
