@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from recfb.denoise.base import Denoiser
+from recfb.utils.params import Interval, validate_params
 
 
 class PLD(Denoiser):
@@ -37,12 +38,10 @@ class PLD(Denoiser):
     """
 
     def __init__(self, pool_size: int = 5, temperature: float = 0.1, warmup_epochs: int = 5):
-        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
-            raise ValueError(f"pool_size == {pool_size!r}, must be an int >= 1.")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise ValueError(f"temperature == {temperature!r}, must be a number > 0.")
-        if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs == {warmup_epochs!r}, must be an int >= 0.")
+        validate_params("PLD", {"pool_size": pool_size, "temperature": temperature, "warmup_epochs": warmup_epochs},
+                        {"pool_size": [Interval("int", 1, None)],
+                         "temperature": [Interval("real", 0, None, closed="neither")],
+                         "warmup_epochs": [Interval("int", 0, None)]})
         self.pool_size, self.temperature, self.warmup_epochs = pool_size, float(temperature), warmup_epochs
 
     def setup(self, users, items, n_users, n_items, total_steps):

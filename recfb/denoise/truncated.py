@@ -6,12 +6,14 @@ import warnings
 import torch
 
 from recfb.denoise.base import Denoiser
+from recfb.utils.params import Instance, Interval, validate_params
 
 
-def _check_rate(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} == {value!r}, must be a number in [0, 1).")
-    return float(value)
+def _fraction(v) -> bool:
+    return isinstance(v, float) and 0 < v <= 1
+
+
+_fraction.description = "a float fraction of the run in (0, 1]"
 
 
 class _PerInteractionStats(Denoiser):
@@ -59,12 +61,11 @@ class TCE(_PerInteractionStats):
     """
 
     def __init__(self, drop_rate: float = 0.2, warmup=0.3):
-        self.drop_rate = _check_rate(drop_rate, "drop_rate")
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup <= 0 or (
-                isinstance(warmup, float) and warmup > 1):
-            raise ValueError(f"warmup == {warmup!r}: give a fraction of the run in (0, 1] (float) or a number "
-                             "of steps >= 1 (int).")
-        self.warmup = warmup
+        validate_params("TCE", {"drop_rate": drop_rate, "warmup": warmup}, {
+            "drop_rate": [Interval("real", 0, 1, closed="left")],
+            # a fraction of the run in (0, 1] (float) or a number of steps >= 1 (int)
+            "warmup": [Interval("int", 1, None), _fraction]})
+        self.drop_rate, self.warmup = float(drop_rate), warmup
 
     def setup(self, users, items, n_users, n_items, total_steps):
         super().setup(users, items, n_users, n_items, total_steps)
@@ -113,8 +114,8 @@ class RCE(_PerInteractionStats):
     """
 
     def __init__(self, beta: float = 0.25, negatives: bool = True):
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-            raise ValueError(f"beta == {beta!r}, must be a number >= 0.")
+        validate_params("RCE", {"beta": beta, "negatives": negatives},
+                        {"beta": [Interval("real", 0, None)], "negatives": [Instance(bool)]})
         self.beta, self.negatives = float(beta), bool(negatives)
 
     @property

@@ -8,12 +8,39 @@ import torch
 
 from recfb.losses import Objective
 from recfb.models.base import Recommender
-from recfb.sampling import make_negative_sampler
 from recfb.train import TrainConfig, Trainer, TrainSpec
 from recfb.train.loop import fused_problems, refuse_fused
 from recfb.utils.device import resolve_device, seeded_rng
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_csr, check_number, check_positive_int
+from recfb.utils.params import Instance, Interval, Options
+from recfb.utils.validation import check_csr, check_positive_int
+
+
+def embedding_constraints() -> dict:
+    """The parameter constraints the embedding models share (each adds its own)."""
+    from recfb.denoise import Denoiser
+    from recfb.losses import OBJECTIVES
+    from recfb.losses.base import Objective
+    from recfb.sampling import NEGATIVE_SAMPLERS, NegativeSampler
+    from recfb.train.loop import OPTIMIZERS, SCHEDULES
+    positive_int = Interval("int", 1, None)
+    return {
+        "factors": [positive_int],
+        "learning_rate": [Interval("real", 0, None, closed="neither"), None],
+        "regularization": [Interval("real", 0, None), None],
+        "iterations": [positive_int, None],
+        "batch_size": [positive_int, None],
+        "loss": [Options(OBJECTIVES), Instance(Objective)],
+        "num_negatives": [positive_int, None],
+        "negatives": [Options(NEGATIVE_SAMPLERS), Instance(NegativeSampler)],
+        "optimizer": [Options(("auto", *OPTIMIZERS))],
+        "lr_schedule": [Options(("auto", *(s for s in SCHEDULES if s))), None],
+        "patience": [positive_int, None],
+        "denoise": [Instance(Denoiser), None],
+        "random_state": [Interval("int", 0, None), None],
+        "device": [Instance(str, torch.device), None],
+        "num_threads": [Interval("int", 0, None)],
+    }
 
 
 class EmbeddingRecommender(Recommender):
@@ -32,16 +59,7 @@ class EmbeddingRecommender(Recommender):
 
     # ------------------------------------------------------------------ fit
     def _check_common(self):
-        check_positive_int(self.factors, "factors")
-        if self.iterations is not None:
-            check_positive_int(self.iterations, "iterations")
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        check_number(self.learning_rate, "learning_rate", strict=True, allow_none=True)
-        check_number(self.regularization, "regularization", allow_none=True)
-        from recfb.denoise import Denoiser
-        if self.denoise is not None and not isinstance(self.denoise, Denoiser):
-            raise TypeError(f"denoise == {self.denoise!r}, must be None or a recfb.denoise.Denoiser (TCE, RCE, PLD).")
+        self._validate_params()
 
     def fit(self, user_items, show_progress: bool = True, *, valid_items=None, sample_weight=None,
             callbacks=(), checkpoint=None, resume: bool = False, time_limit: float | None = None,

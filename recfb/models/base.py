@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from recfb._version import __version__
 from recfb.utils.container import METADATA_KEY, file_label, read_container, write_container
 from recfb.utils.errors import DataError, FormatError, UnknownIdError
+from recfb.utils.params import validate_params
 from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids, rows_per_block
 
 FORMAT = "recfb-model"
@@ -69,6 +70,10 @@ class Recommender:
     - optionally ``_similar_scores(itemids)`` for ``similar_items``.
     """
 
+    #: parameter -> accepted values (:mod:`recfb.utils.params`), checked once at fit by
+    #: :meth:`_validate_params`
+    _parameter_constraints: dict = {}
+
     #: True when scores come from per-user parameters learnt at fit (users unseen at fit
     #: can then not be scored from their row alone).
     needs_fitted_users = False
@@ -87,6 +92,10 @@ class Recommender:
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    def _validate_params(self) -> None:
+        """InvalidParameterError for the first parameter its constraints do not accept."""
+        validate_params(type(self).__name__, self.get_params(), self._parameter_constraints)
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters, as in scikit-learn."""

@@ -5,11 +5,12 @@ import numpy as np
 import torch
 
 from recfb.losses import WARPHinge, covariance_penalty
-from recfb.models._embedding import EmbeddingRecommender
+from recfb.models._embedding import EmbeddingRecommender, embedding_constraints
 from recfb.models.mf import _sqnorm
 from recfb.sampling import make_negative_sampler
 from recfb.train import Scorer, TrainSpec
 from recfb.utils.errors import DataError
+from recfb.utils.params import Interval
 
 _FEATURES_NEED_AUTOGRAD = "item features train the feature network through autograd"
 
@@ -132,6 +133,15 @@ class CML(EmbeddingRecommender):
                     "covariance": ("float", 0.01, 10.0, "log")}
 
     metric = "l2"
+
+    _parameter_constraints = {
+        **{k: v for k, v in embedding_constraints().items() if k != "loss"},
+        "regularization": [Interval("real", 0, None)],
+        "margin": [Interval("real", 0, None, closed="neither")],
+        "num_negatives": [Interval("int", 1, None)],
+        "covariance": [Interval("real", 0, None)],
+        "feature_weight": [Interval("real", 0, None)],
+    }
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float = 0.0,
                  iterations: int | None = None, batch_size: int = 8192, margin: float = 1.0, num_negatives: int = 10,

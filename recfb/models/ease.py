@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from recfb.models.base import Recommender, pack_csr, unpack_csr
 from recfb.utils.device import resolve_device
 from recfb.utils.errors import DataError
-from recfb.utils.validation import check_positive_int
+from recfb.utils.params import Interval, Options
 
 _GIB = 2.0**30
 
@@ -82,15 +82,26 @@ class EASE(Recommender):
     timings_ : dict
         Seconds spent in each stage of the last ``fit``.
     blas_threads_ : int
-        Dense method on CPU: BLAS threads of the factorisation (float64: 1, because OpenBLAS
-        segfaults in multithreaded ``dpotrf`` from about 16,000 items; float32: the BLAS
-        setting, lowered to the cores idle when the factorisation starts).
+        Dense method on CPU: BLAS threads of the factorisation (float64: 1, see
+        :func:`_invert_cpu`; float32: the BLAS setting, lowered to the cores idle when the
+        factorisation starts).
 
     Shapes: ``user_items`` users x items; ``weights_`` items x items.
     """
 
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
     search_space = {"l2": ("float", 1.0, 1e4, "log"), "dropout": ("float", 0.0, 0.6)}
+
+    _parameter_constraints = {
+        "l2": [Interval("real", 0, None)],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "dtype": [Options({"float32", "float64"})],
+        "device": [Options({"auto", "cpu", "cuda"})],
+        "max_memory": [Interval("int", 1, None), None],
+        "method": [Options({"auto", "dense", "sparse"})],
+        "max_neighbors": [Interval("int", 1, None)],
+        "threshold": [Interval("real", 0, 1)],
+    }
 
     def __init__(self, *, l2: float = 500.0, dropout: float = 0.0, dtype: str = "float32",
                  device: str = "auto", max_memory: int | None = None, method: str = "auto",
@@ -106,20 +117,8 @@ class EASE(Recommender):
 
     # ------------------------------------------------------------------ fit
     def fit(self, user_items, show_progress: bool = True, distributed: bool | None = False) -> "EASE":
-        if not (isinstance(self.l2, (int, float, np.number)) and self.l2 >= 0 and np.isfinite(self.l2)):
-            raise ValueError(f"l2 == {self.l2!r}, must be a finite number >= 0.")
-        if not (isinstance(self.dropout, (int, float, np.number)) and 0 <= self.dropout < 1):
-            raise ValueError(f"dropout == {self.dropout!r}, must be in [0, 1).")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype == {self.dtype!r}, must be 'float32' or 'float64'.")
-        if self.method not in ("auto", "dense", "sparse"):
-            raise ValueError(f"method == {self.method!r}, must be 'auto', 'dense' or 'sparse'.")
-        if self.max_memory is not None and not (isinstance(self.max_memory, (int, np.integer))
-                                                and not isinstance(self.max_memory, bool) and self.max_memory > 0):
-            raise ValueError(f"max_memory == {self.max_memory!r}, must be None or a number of bytes > 0.")
-        k = check_positive_int(self.max_neighbors, "max_neighbors")
-        if not (isinstance(self.threshold, (int, float, np.number)) and 0 <= self.threshold <= 1):
-            raise ValueError(f"threshold == {self.threshold!r}, must be in [0, 1].")
+        self._validate_params()
+        k = int(self.max_neighbors)
         device = _resolve_device(self.device)
         X = self._validate_fit_input(user_items)
         if not np.any(X.data):
@@ -298,8 +297,8 @@ def _invert_cpu(G: np.ndarray) -> int:
     from threadpoolctl import threadpool_limits
 
     potrf, potri = ((lapack.spotrf, lapack.spotri) if G.dtype == np.float32 else (lapack.dpotrf, lapack.dpotri))
-    # numpy/scipy's OpenBLAS segfaults in multithreaded float64 Cholesky from about 16,000
-    # items; single-threaded dpotrf/dpotri ran as fast as torch's (MKL) on 2 cores here.
+    # float64 runs single-threaded: the bundled OpenBLAS's multithreaded float64 Cholesky
+    # crashes on large matrices (benchmarks/RESULTS.md, "Why the code is shaped this way")
     limit = 1 if G.dtype == np.float64 else blas_threads(G.shape[0])
     with threadpool_limits(limits=limit, user_api="blas"):
         L, info = potrf(G.T, lower=1, overwrite_a=1, clean=0)
@@ -313,10 +312,9 @@ def _invert_cpu(G: np.ndarray) -> int:
 
 def blas_threads(n: int) -> int:
     """BLAS threads for factorising an ``n x n`` matrix: the BLAS's own setting, lowered to
-    the number of cores idle right now (sampled for 0.1 s). OpenBLAS threads spin at their
-    barriers: on a 2-core machine whose cores other processes kept busy, a 2-thread spotrf +
-    spotri of 3,706-4,000 items ran 1.5-5x slower than a 1-thread one; on idle cores the
-    threads pay off."""
+    the number of cores idle right now (sampled for 0.1 s): OpenBLAS threads spin at their
+    barriers, so threads on busy cores slow the factorisation down (benchmarks/RESULTS.md,
+    "Why the code is shaped this way")."""
     from threadpoolctl import threadpool_info
 
     current = max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] or [1])

@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from recfb.models.base import Recommender, pack_csr, unpack_csr
-from recfb.utils.validation import check_positive_int
+from recfb.utils.params import Instance, Interval
 
 
 class ItemKNN(Recommender):
@@ -29,15 +29,17 @@ class ItemKNN(Recommender):
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`).
     search_space = {"neighbors": ("int", 10, 1000, "log"), "shrink": ("float", 0.0, 200.0)}
 
+    _parameter_constraints = {"neighbors": [Interval("int", 1, None)], "shrink": [Interval("real", 0, None)],
+                              "binarize": [Instance(bool)]}
+
     def __init__(self, *, neighbors: int = 100, shrink: float = 10.0, binarize: bool = True):
         self.neighbors = neighbors
         self.shrink = shrink
         self.binarize = binarize
 
     def fit(self, user_items, show_progress: bool = True) -> "ItemKNN":
-        k = check_positive_int(self.neighbors, "neighbors")
-        if not self.shrink >= 0:
-            raise ValueError(f"shrink == {self.shrink}, must be >= 0.")
+        self._validate_params()
+        k = int(self.neighbors)
         X = self._validate_fit_input(user_items)
         if self.binarize:
             X = X.copy()

@@ -8,9 +8,10 @@ import scipy.sparse as sp
 import torch
 
 from recfb.losses import make_objective
-from recfb.models._embedding import EmbeddingRecommender
+from recfb.models._embedding import EmbeddingRecommender, embedding_constraints
 from recfb.sampling import make_negative_sampler
 from recfb.train import Scorer, TrainSpec
+from recfb.utils.params import Interval
 from recfb.utils.validation import check_positive_int
 
 
@@ -28,8 +29,9 @@ def normalized_adjacency(X: sp.csr_matrix) -> sp.csr_matrix:
 
 
 class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ x`` for a symmetric sparse ``A``: the backward pass is ``A @ grad`` again, which
-    is ~40x faster on CPU than torch's generic sparse backward (measured on ML-100K)."""
+    """``A @ x`` for a symmetric sparse ``A``: the backward pass is ``A @ grad`` again, far
+    cheaper on CPU than torch's generic sparse backward (benchmarks/RESULTS.md, "Why the code
+    is shaped this way")."""
 
     @staticmethod
     def forward(ctx, adj, x):
@@ -123,6 +125,10 @@ class LightGCN(EmbeddingRecommender):
     search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-4, 0.05, "log"),
                     "regularization": ("float", 1e-6, 0.01, "log"), "num_layers": ("int", 1, 4),
                     "num_negatives": ("int", 1, 8, "log")}
+
+    _parameter_constraints = {**{k: v for k, v in embedding_constraints().items() if k != "num_threads"},
+                              "num_layers": [Interval("int", 0, None)],
+                              "num_negatives": [Interval("int", 1, None)]}
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
                  iterations: int | None = None, batch_size: int | None = None, num_layers: int = 3, loss="bpr",

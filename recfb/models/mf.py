@@ -4,12 +4,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recfb.losses import make_objective
 from recfb.losses import BCE as _BCEObjective
 from recfb.losses import BPR as _BPRObjective
-from recfb.models._embedding import EmbeddingRecommender
+from recfb.losses import make_objective
+from recfb.models._embedding import EmbeddingRecommender, embedding_constraints
 from recfb.sampling import make_negative_sampler
 from recfb.train import Scorer, TrainSpec
+from recfb.utils.params import Instance, Interval, Options
+
+#: how a saved model's JSON marks a propensity array kept with its state arrays
+_ARRAY_MARK_VALUE = "<array stored with the model>"
 
 
 def _sqnorm(x: torch.Tensor) -> torch.Tensor:
@@ -113,8 +117,8 @@ class MF(EmbeddingRecommender):
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
         ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
         BCE objective, no denoiser, CPU), ``"adam"`` everywhere else. ``"fused_sgd"``: per-sample
-        SGD in a compiled Hogwild kernel (as implicit's BPR does; about 9x faster than the
-        autograd loop on CPU); with ``num_threads=1`` it is deterministic, with more threads
+        SGD in a compiled Hogwild kernel (as implicit's BPR does; its speed against the
+        autograd loop is in benchmarks/RESULTS.md); with ``num_threads=1`` it is deterministic, with more threads
         updates race (as in implicit), so runs agree in quality but not bit for bit.
     lr_schedule : {"auto", None, "cosine", "step", "exponential"}, default "auto"
         ``"auto"``: cosine decay on the fused kernel, constant with Adam.
@@ -145,6 +149,15 @@ class MF(EmbeddingRecommender):
     search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
                     "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log"),
                     "loss": ("categorical", ["bpr", "bce"])}
+
+    _parameter_constraints = {
+        **embedding_constraints(),
+        "biases": [Instance(bool)],
+        "propensity": [Options({"popularity", _ARRAY_MARK_VALUE}), Instance(np.ndarray, list, tuple)],
+        "eta": [Interval("real", 0, None)],
+        "clip": [Interval("real", 0, 1, closed="right"), None],
+        "negative_weight": [Options({"all"}), Interval("real", 0, None, closed="neither"), None],
+    }
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
                  iterations: int | None = None, batch_size: int = 8192, loss="bpr", num_negatives: int | None = None,
@@ -250,11 +263,14 @@ _UNBIASED = ("relmf", "ubpr", "relmf_dr")
 #: --families unbiased; RESULTS.md): the exact all-pairs weight "all" (n_items / n_u) trains badly
 UNBIASED_NEGATIVE_WEIGHT = 1.0
 _POINTWISE = ("bce", "relmf", "relmf_dr", "nbpo")  # NBPO is pointwise (BPO); its authors draw 4 negatives
-_ARRAY_MARK = "<array stored with the model>"
+_ARRAY_MARK = _ARRAY_MARK_VALUE
 
 
 class BPR(MF):
     """``MF(loss="bpr")`` under implicit's name: ``BPR(factors=64, iterations=100, random_state=0)``."""
+
+    _parameter_constraints = {k: v for k, v in MF._parameter_constraints.items()
+                              if k not in ("loss", "propensity", "eta", "clip", "negative_weight")}
 
     search_space = {"factors": ("int", 16, 256, "log"), "learning_rate": ("float", 1e-3, 0.1, "log"),
                     "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log")}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from recfb.models.base import Recommender
+from recfb.utils.params import Instance
 
 
 class MostPopular(Recommender):
@@ -17,10 +18,13 @@ class MostPopular(Recommender):
 
     search_space = {}  # nothing worth tuning (recfb.tune)
 
+    _parameter_constraints = {"weighted": [Instance(bool)]}
+
     def __init__(self, *, weighted: bool = False):
         self.weighted = weighted
 
     def fit(self, user_items, show_progress: bool = True) -> "MostPopular":
+        self._validate_params()
         X = self._validate_fit_input(user_items)
         if self.weighted:
             pop = np.asarray(X.sum(axis=0)).ravel()

@@ -2,6 +2,7 @@
 take a ``torch.Generator``, so a seed fixes a run. (Which positives a batch trains on is the
 epoch's seeded permutation; a denoiser may resample them: :meth:`recfb.denoise.Denoiser.resample`.)"""
 from recfb.sampling.negative import (
+    NEGATIVE_SAMPLERS,
     NegativeSampler,
     PopularityNegatives,
     UniformNegatives,
@@ -9,5 +10,5 @@ from recfb.sampling.negative import (
     make_negative_sampler,
 )
 
-__all__ = ["NegativeSampler", "UniformNegatives", "PopularityNegatives", "VerifiedUniformNegatives",
+__all__ = ["NEGATIVE_SAMPLERS", "NegativeSampler", "UniformNegatives", "PopularityNegatives", "VerifiedUniformNegatives",
            "make_negative_sampler"]

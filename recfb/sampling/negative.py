@@ -93,7 +93,11 @@ def make_negative_sampler(spec) -> NegativeSampler:
     """``"uniform"``, ``"verified"`` (uniform, unseen), ``"popularity"`` (alpha 0.75), or an instance."""
     if isinstance(spec, NegativeSampler):
         return spec
-    table = {"uniform": UniformNegatives, "verified": VerifiedUniformNegatives, "popularity": PopularityNegatives}
-    if spec not in table:
-        raise ValueError(f"negatives == {spec!r}, must be one of {sorted(table)} or a NegativeSampler.")
-    return table[spec]()
+    if not isinstance(spec, str) or spec not in NEGATIVE_SAMPLERS:
+        raise ValueError(f"negatives == {spec!r}, must be one of {sorted(NEGATIVE_SAMPLERS)} or a NegativeSampler.")
+    return NEGATIVE_SAMPLERS[spec]()
+
+
+#: names accepted by ``negatives=`` (the one name -> class table of the samplers)
+NEGATIVE_SAMPLERS: dict = {"uniform": UniformNegatives, "verified": VerifiedUniformNegatives,
+                           "popularity": PopularityNegatives}

@@ -26,8 +26,8 @@ counts, differ from each other in the last bit for some dimensions; one fixed sh
 Threads: on CPU the tiles are shared out to a pool of ``torch.get_num_threads()`` worker
 threads that each run torch single-threaded (query blocks, or item ranges of one block when
 the batch is small), instead of letting every small tile operation fork and join OpenMP
-threads. On a busy machine each fork/join can wait milliseconds for a descheduled thread;
-measured here, 2-thread intra-op parallelism made this kernel 8x *slower* than 1 thread.
+threads: on a busy machine each fork/join can wait milliseconds for a descheduled thread
+(benchmarks/RESULTS.md, "Why the code is shaped this way").
 """
 from __future__ import annotations
 

@@ -62,8 +62,8 @@ def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef
         loss += sp
         c_pos = np.float32(w * sig)
     # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u. Simple loops over the
-    # factors (each vectorises; one fused pass with an inner loop over the negatives measured
-    # 1.5-2x slower)
+    # factors, each of which vectorises (a fused pass with an inner loop over the negatives was
+    # slower: benchmarks/RESULTS.md, "Why the code is shaped this way")
     for f in range(d):
         grad_u[f] = c_pos * vi[f]
     for k in range(n):

@@ -194,8 +194,8 @@ class EpochLoop:
                 opts.append(torch.optim.Adam(dense, lr=cfg.learning_rate))
             return opts
         if cfg.optimizer == "adam":
-            # the fused kernel: one pass over each tensor instead of ~10 (8x faster on a large
-            # item table on CPU); same update rule
+            # torch's fused Adam: one pass over each tensor instead of ~10, the same update rule
+            # (figures: benchmarks/RESULTS.md, "Why the code is shaped this way")
             fused = self.device.type in ("cpu", "cuda") and all(p.dtype.is_floating_point and not p.is_sparse
                                                                 for p in params)
             return [torch.optim.Adam(params, lr=cfg.learning_rate, betas=cfg.betas, weight_decay=cfg.weight_decay,

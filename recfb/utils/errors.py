@@ -26,3 +26,11 @@ class DeviceUnavailableError(ValueError, RuntimeError):
     """``device="cuda"`` asked where the computation cannot run on CUDA (no GPU, or a library
     build without GPU support). A ValueError (the argument cannot be honoured) and a
     RuntimeError (the environment lacks it)."""
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter of a model, denoiser or objective that is not what it must be: the one
+    error of every parameter check (a wrong type and a value out of range alike), a
+    ValueError and a TypeError so that ``except`` clauses written for either catch it, as
+    scikit-learn's ``InvalidParameterError``. The message names the parameter, the value and
+    what is accepted."""

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from recfb.utils.errors import DataError, NotFittedError, UnknownIdError
+from recfb.utils.errors import DataError, InvalidParameterError, NotFittedError, UnknownIdError
 
 #: the working-set size of every blocked computation (scores of a block of users x all items,
 #: evaluation batches, the simulator's policy calls): one constant, so memory is predictable
@@ -47,16 +47,17 @@ def check_random_state(seed) -> np.random.Generator:
 
 
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as int, raising if it is not an integer >= ``minimum``."""
+    """Return ``value`` as int; InvalidParameterError (a TypeError and a ValueError) unless it is
+    an integer >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__}).")
+        raise InvalidParameterError(f"{name} must be an int, got {value!r} ({type(value).__name__}).")
     if value < minimum:
-        raise ValueError(f"{name} == {value}, must be >= {minimum}.")
+        raise InvalidParameterError(f"{name} == {value}, must be >= {minimum}.")
     return int(value)
 
 
 def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False, allow_none: bool = False):
-    """Return ``value`` as float, raising ValueError unless it is a finite real number
+    """Return ``value`` as float; InvalidParameterError unless it is a finite real number
     ``>= minimum`` (``> minimum`` when ``strict``), or None when ``allow_none`` (a setting
     derived at fit time)."""
     if value is None and allow_none:
@@ -66,7 +67,7 @@ def check_number(value, name: str, *, minimum: float = 0.0, strict: bool = False
     if not ok:
         bound = f"{'>' if strict else '>='} {minimum:g}"
         prefix = "None (derived) or " if allow_none else ""
-        raise ValueError(f"{name} == {value!r}, must be {prefix}a finite number {bound}.")
+        raise InvalidParameterError(f"{name} == {value!r}, must be {prefix}a finite number {bound}.")
     return float(value)
 
 
