@@ -16,9 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from recfb._version import __version__
-from recfb.utils.container import METADATA_KEY, file_label, read_container, write_container
+from recfb.utils.container import METADATA_KEY, file_label, read_container, unpack_csr, write_container
 from recfb.utils.errors import DataError, FormatError, UnknownIdError
 from recfb.utils.params import validate_params
+from recfb.utils.topk import topk_rows
 from recfb.utils.validation import check_csr, check_is_fitted, check_positive_int, check_userids, rows_per_block
 
 FORMAT = "recfb-model"
@@ -489,58 +490,10 @@ def load(path) -> Recommender:
     return model
 
 
-def pack_csr(prefix: str, M: sp.csr_matrix) -> dict:
-    """Arrays that store a CSR matrix in a state dict."""
-    M = sp.csr_matrix(M)
-    return {f"{prefix}.data": M.data, f"{prefix}.indices": M.indices, f"{prefix}.indptr": M.indptr,
-            f"{prefix}.shape": np.asarray(M.shape, np.int64)}
-
-
-def unpack_csr(prefix: str, arrays: dict, shape: tuple | None = None) -> sp.csr_matrix:
-    """The CSR matrix :func:`pack_csr` stored, its structure checked (ValueError naming the
-    problem): ``shape`` (when given) matches, indptr runs from 0 to nnz without decreasing,
-    every column index is in range, data is finite float32."""
-    try:
-        data, indices, indptr, stored = (arrays[f"{prefix}.{k}"] for k in ("data", "indices", "indptr", "shape"))
-    except KeyError as exc:
-        raise ValueError(f"the CSR matrix {prefix!r} lacks its {exc} array.") from None
-    if stored.shape != (2,) or stored.dtype.kind not in "iu" or stored.min() < 0:
-        raise ValueError(f"{prefix}.shape is {stored!r}, expected two non-negative ints.")
-    n_rows, n_cols = (int(x) for x in stored)
-    if shape is not None and (n_rows, n_cols) != tuple(shape):
-        raise ValueError(f"the CSR matrix {prefix!r} has shape {(n_rows, n_cols)}, expected {tuple(shape)}.")
-    if data.dtype != np.float32 or data.ndim != 1 or not np.isfinite(data).all():
-        raise ValueError(f"{prefix}.data must be finite float32 (1-D), got {data.dtype} {data.shape}.")
-    for name, a in (("indices", indices), ("indptr", indptr)):
-        if a.dtype not in (np.int32, np.int64) or a.ndim != 1:
-            raise ValueError(f"{prefix}.{name} must be 1-D int32/int64, got {a.dtype} {a.shape}.")
-    if indices.size != data.size or indptr.size != n_rows + 1 or indptr[0] != 0 or indptr[-1] != data.size \
-            or np.any(np.diff(indptr) < 0):
-        raise ValueError(f"the CSR matrix {prefix!r} has an inconsistent indptr/indices/data.")
-    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
-        raise ValueError(f"{prefix}.indices holds column ids outside 0..{n_cols - 1}.")
-    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
-
-
 def topk(scores: np.ndarray, k: int, keep_filtered: bool = False):
-    """Row-wise top-``k`` of a dense score block: (ids int32, scores float32), best first.
-    Entries scored ``-inf`` (filtered) come back as id -1, or with their ids, last, when
-    ``keep_filtered``."""
-    n_rows, n_cols = scores.shape
-    if k <= 0 or n_cols == 0:
-        return np.empty((n_rows, 0), np.int32), np.empty((n_rows, 0), np.float32)
-    k = min(k, n_cols)
-    if k < n_cols:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    ids = np.take_along_axis(part, order, axis=1).astype(np.int32)
-    vals = np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    if not keep_filtered:
-        ids[np.isneginf(vals)] = -1
-    return ids, vals
+    """Row-wise top-``k`` of a dense score block (ids int32, scores float32, best first; -inf
+    entries as id -1 unless ``keep_filtered``): :func:`recfb.utils.topk.topk_rows`."""
+    return topk_rows(scores, k, keep_filtered=keep_filtered)
 
 
 def _blocks(n_rows: int, n_cols: int):

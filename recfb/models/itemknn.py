@@ -5,7 +5,8 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from recfb.models.base import Recommender, pack_csr, unpack_csr
+from recfb.models.base import Recommender
+from recfb.utils.container import pack_csr, unpack_csr
 from recfb.utils.params import Instance, Interval
 
 

@@ -22,6 +22,7 @@ import zipfile
 import zlib
 
 import numpy as np
+import scipy.sparse as sp
 
 from recfb._version import __version__
 from recfb.utils.errors import FormatError
@@ -216,3 +217,34 @@ def digest(a: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def pack_csr(prefix: str, M: sp.csr_matrix) -> dict:
+    """Arrays that store a CSR matrix in a state dict."""
+    M = sp.csr_matrix(M)
+    return {f"{prefix}.data": M.data, f"{prefix}.indices": M.indices, f"{prefix}.indptr": M.indptr,
+            f"{prefix}.shape": np.asarray(M.shape, np.int64)}
+
+
+def unpack_csr(prefix: str, arrays: dict, shape: tuple | None = None) -> sp.csr_matrix:
+    """The CSR matrix :func:`pack_csr` stored, its structure checked (ValueError naming the
+    problem): ``shape`` (when given) matches, indptr runs from 0 to nnz without decreasing,
+    every column index is in range, data is finite float32."""
+    try:
+        data, indices, indptr, stored = (arrays[f"{prefix}.{k}"] for k in ("data", "indices", "indptr", "shape"))
+    except KeyError as exc:
+        raise ValueError(f"the CSR matrix {prefix!r} lacks its {exc} array.") from None
+    if stored.shape != (2,) or stored.dtype.kind not in "iu" or stored.min() < 0:
+        raise ValueError(f"{prefix}.shape is {stored!r}, expected two non-negative ints.")
+    n_rows, n_cols = (int(x) for x in stored)
+    if shape is not None and (n_rows, n_cols) != tuple(shape):
+        raise ValueError(f"the CSR matrix {prefix!r} has shape {(n_rows, n_cols)}, expected {tuple(shape)}.")
+    if data.dtype != np.float32 or data.ndim != 1 or not np.isfinite(data).all():
+        raise ValueError(f"{prefix}.data must be finite float32 (1-D), got {data.dtype} {data.shape}.")
+    for name, a in (("indices", indices), ("indptr", indptr)):
+        if a.dtype not in (np.int32, np.int64) or a.ndim != 1:
+            raise ValueError(f"{prefix}.{name} must be 1-D int32/int64, got {a.dtype} {a.shape}.")
+    if indices.size != data.size or indptr.size != n_rows + 1 or indptr[0] != 0 or indptr[-1] != data.size \
+            or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"the CSR matrix {prefix!r} has an inconsistent indptr/indices/data.")
+    if indices.size and (indices.min() < 0 or indices.max() >= n_cols):
+        raise ValueError(f"{prefix}.indices holds column ids outside 0..{n_cols - 1}.")
+    return sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
