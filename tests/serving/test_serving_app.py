@@ -220,7 +220,7 @@ def test_openapi_schema_fuzz_finds_no_server_error(index):
     for operation, mode in itertools.product(operations, list(schemathesis.GenerationMode)):  # valid and invalid
 
         @given(case=operation.as_strategy(mode))
-        @settings(max_examples=25, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=15, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def run(case):
             response = case.call()
@@ -234,7 +234,7 @@ def test_openapi_schema_fuzz_finds_no_server_error(index):
     assert {(m, p) for m, p, _ in calls} >= {("GET", "/recommend"), ("POST", "/recommend"), ("GET", "/similar"),
                                              ("GET", "/health")}
     statuses = {status for _, _, status in calls}
-    assert len(calls) >= 100 and 200 in statuses and statuses & {400, 404, 422}
+    assert len(calls) >= 60 and 200 in statuses and statuses & {400, 404, 422}
     assert not failures, failures[:3]
 
 

@@ -26,7 +26,7 @@ def _brute_recall(index, X, Q, k):
 
 @pytest.fixture(scope="module")
 def vectors():
-    X, Q = _clustered(6000, 16, 1200, seed=0)
+    X, Q = _clustered(3000, 16, 1200, seed=0)
     return X, Q[:600], Q[600:]
 
 
