@@ -37,6 +37,11 @@ class Denoiser:
     #: True when :meth:`negative_weights` returns weights (the objective must apply them)
     reweights_negatives = False
 
+    def reweights_negatives_for(self, objective) -> bool:
+        """Whether this run weights ``objective``'s negatives (the step then calls
+        :meth:`negative_weights`, and refuses an objective that cannot apply them)."""
+        return self.reweights_negatives
+
     def setup(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, total_steps: int) -> None:
         self.n_interactions = int(users.numel())
         self.total_steps = int(total_steps)

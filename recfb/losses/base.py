@@ -34,6 +34,9 @@ class Objective(torch.nn.Module):
     #: True: the objective applies ``batch.neg_weights`` (per-negative weights from a denoiser,
     #: R-CE's) to its terms; the training step refuses negative weights for any other objective
     weights_negatives = False
+    #: True for pointwise objectives (each negative a term of its own: BCE, Rel-MF, NBPO),
+    #: False for pairwise ones (BPR, UBPR, WARP)
+    pointwise = False
 
     def setup(self, X, device) -> None:
         pass

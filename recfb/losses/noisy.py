@@ -65,6 +65,7 @@ class NBPO(Objective):
     """
 
     name = "nbpo"
+    pointwise = True
 
     def __init__(self, flip_factors: int = 50, flip_regularization: float = 1e-3, init_flip: float = 0.002,
                  seed: int = 0):

@@ -61,6 +61,7 @@ class BCE(Objective):
     name = "bce"
     needs_batch = False
     weights_negatives = True
+    pointwise = True
 
     def forward(self, pos, neg, batch=None):
         return bce_loss(pos, neg, None if batch is None else batch.neg_weights)

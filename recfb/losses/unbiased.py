@@ -212,6 +212,7 @@ class RelMF(_PropensityObjective):
     """
 
     name = "relmf"
+    pointwise = True
 
     def __init__(self, propensity="popularity", eta: float = 0.5, clip=None, loss: str = "log",
                  negative_weight="all"):

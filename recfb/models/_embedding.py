@@ -139,6 +139,8 @@ class EmbeddingRecommender(Recommender):
 
     #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
     fused_objectives: tuple = ()
+    #: denoiser classes the kernel applies per sample (MF: R-CE)
+    fused_denoisers: tuple = ()
 
     def _fused_blockers(self, **inputs) -> list:
         """The model's own reasons why its kernel cannot train this fit (CML: item features)."""
@@ -165,7 +167,7 @@ class EmbeddingRecommender(Recommender):
         if comm is not None and comm.enabled:
             extra.append("the kernel is single-process (distributed training averages autograd gradients)")
         problems = fused_problems(self.fused_objectives, objective, denoiser, self.device_,
-                                  type(self).__name__, extra=extra)
+                                  type(self).__name__, extra=extra, kernel_denoisers=self.fused_denoisers)
         if self.optimizer == "fused_sgd":
             refuse_fused(problems)
         return "adam" if problems else "fused_sgd"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recfb.denoise import RCE
 from recfb.losses import BCE as _BCEObjective
 from recfb.losses import BPR as _BPRObjective
 from recfb.losses import make_objective
@@ -26,6 +27,7 @@ class MFScorer(Scorer):
     """``s_ui = p_u . q_i (+ b_i)``. Shapes: users (B,), items (B,) or (B, n)."""
 
     fused_objectives = (_BPRObjective, _BCEObjective)
+    fused_denoisers = (RCE,)
 
     def __init__(self, n_users, n_items, factors, generator, *, biases=False, sparse=False, regularization=0.0,
                  init_std=0.1):
@@ -62,16 +64,21 @@ class MFScorer(Scorer):
         return 0.5 * self.regularization_weight * reg / users.numel()
 
     def fused_epoch(self, users, items, order, negatives, weights, learning_rate, objective, num_threads,
-                    block_size=None):
-        """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place."""
+                    block_size=None, denoiser=None):
+        """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place; R-CE (the
+        only denoiser whose weights are per sample) is applied inside the kernel."""
         from recfb.train._fused import mf_sgd_epoch
+        rce = None
+        if denoiser is not None:
+            rce = (denoiser.beta, denoiser.reweights_negatives_for(objective), denoiser.last_loss_.numpy(),
+                   denoiser.last_weight_.numpy())
         with torch.no_grad():
             return mf_sgd_epoch(
                 self.user.weight.data.numpy(), self.item.weight.data.numpy(),
                 None if self.bias is None else self.bias.weight.data.numpy().reshape(-1),
                 users.numpy(), items.numpy(), order.numpy(), negatives.numpy(),
                 None if weights is None else weights.numpy(), learning_rate, self.regularization_weight,
-                objective.name, num_threads)
+                objective.name, num_threads, rce=rce)
 
     def sparse_parameters(self):
         mods = [self.user, self.item] + ([self.bias] if self.bias is not None else [])
@@ -232,6 +239,7 @@ class MF(EmbeddingRecommender):
                         sparse=self.optimizer_ == "sparse_adam", regularization=self.regularization_)
 
     fused_objectives = MFScorer.fused_objectives
+    fused_denoisers = MFScorer.fused_denoisers
 
     def _auto_settings(self, X, optimizer):
         settings = mf_auto_settings(X.nnz, optimizer)

@@ -34,33 +34,49 @@ def _logistic(x):
 
 
 @njit(cache=True, fastmath=True)
-def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef):
+def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef, beta, rce_neg, rec):
     """One SGD step on one positive and its negatives: every score is computed with the old
-    parameters, then item rows and finally the user row are updated."""
+    parameters, then item rows and finally the user row are updated.
+
+    ``beta >= 0`` applies R-CE (the denoiser :class:`recfb.denoise.RCE`, as the training step
+    does): the positive's loss weighted by ``sigmoid(s_ui)^beta`` and, with ``rce_neg``, each
+    negative's term (BCE) or pair term (BPR) by ``sigmoid(-s_uj)^beta``, the weights held
+    constant. ``rec[0]``/``rec[1]`` receive the positive's loss and R-CE weight (for the
+    denoiser's noise scores)."""
     d = U.shape[1]
     n = negs.size
     pu = U[u]
     vi = V[i]
     s_pos = _dot(pu, vi) + (b[i] if has_bias else np.float32(0.0))
+    wp = np.float32(1.0)
+    if beta >= 0:
+        wp = np.float32(_logistic(s_pos)[1] ** beta)
     loss = 0.0
+    pos_loss = 0.0
     c_pos = np.float32(0.0)
     for k in range(n):
         j = negs[k]
         s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
+        wn = np.float32(1.0)
+        if beta >= 0 and rce_neg:
+            wn = np.float32(_logistic(-s_neg)[1] ** beta)
         if kind == BPR:
             sp, sig = _logistic(s_neg - s_pos)
-            loss += sp / n
-            z = np.float32(w * sig / n)
+            pos_loss += wn * sp / n
+            z = np.float32(w * wp * wn * sig / n)
             c_pos += z
             coef[k] = -z
         else:
             sp, sig = _logistic(s_neg)
-            loss += sp
-            coef[k] = -np.float32(sig)
+            loss += wn * sp
+            coef[k] = -np.float32(wn * sig)
     if kind == BCE:
         sp, sig = _logistic(-s_pos)
-        loss += sp
-        c_pos = np.float32(w * sig)
+        pos_loss = sp
+        c_pos = np.float32(w * wp * sig)
+    loss += w * wp * pos_loss
+    rec[0] = pos_loss
+    rec[1] = wp
     # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u. Simple loops over the
     # factors, each of which vectorises (a fused pass with an inner loop over the negatives was
     # slower: benchmarks/RESULTS.md, "Why the code is shaped this way")
@@ -88,38 +104,51 @@ def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef
 
 
 @njit(cache=True, parallel=True, fastmath=True)
-def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, n_chunks):
+def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, n_chunks,
+           beta, rce_neg, last_loss, last_weight):
     n = order.size
     losses = np.zeros(n_chunks)
+    record = last_loss.size > 0
     for c in prange(n_chunks):
         grad_u = np.empty(U.shape[1], np.float32)
         coef = np.empty(negatives.shape[1], np.float32)
+        rec = np.empty(2)
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
         acc = 0.0
         for p in range(lo, hi):
             s = order[p]
             w = weights[s] if has_weights else 1.0
-            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u, coef)
+            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u, coef,
+                                  beta, rce_neg, rec)
+            if record:
+                last_loss[s] = rec[0]
+                last_weight[s] = rec[1]
         losses[c] = acc
     return losses.sum()
 
 
 def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_rate, regularization,
-                 objective: str, num_threads: int = 0) -> float:
+                 objective: str, num_threads: int = 0, rce=None) -> float:
     """One epoch of per-sample SGD, in place on float32 arrays ``U``, ``V`` (and ``bias``).
 
     ``order`` (n,) are the interaction indices to visit, ``negatives`` (n, k) their sampled
-    negatives. Returns the summed loss (for the loop's logging and NaN check).
+    negatives. ``rce``: an optional ``(beta, negatives, last_loss, last_weight)`` applying R-CE
+    per sample (see :func:`_sample_update`), recording each visited interaction's loss and
+    weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). Returns the summed
+    loss (for the loop's logging and NaN check).
     """
     kind = {"bpr": BPR, "bce": BCE}[objective]
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, np.float32)
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
+    beta, rce_neg, last_loss, last_weight = (-1.0, False, np.zeros(0, np.float32), np.zeros(0, np.float32)) \
+        if rce is None else rce
     with _kernel_threads(num_threads) as threads:
         return float(_epoch(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
-                            np.float32(learning_rate), np.float32(regularization), kind, threads))
+                            np.float32(learning_rate), np.float32(regularization), kind, threads,
+                            float(beta), bool(rce_neg), last_loss, last_weight))
 
 
 @contextlib.contextmanager

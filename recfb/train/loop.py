@@ -62,8 +62,9 @@ class Scorer(torch.nn.Module):
     - ``export() -> (user_vectors, item_vectors)`` float32 numpy, for ``recommend``/FAISS
     - ``sparse_parameters()``: parameters with sparse gradients (for ``sparse_adam``)
     - optionally ``fused_epoch(users, items, order, negatives, weights, lr, objective, num_threads,
-      block_size)``: one compiled per-sample SGD epoch in place (``optimizer="fused_sgd"``), for
-      the objective classes in ``fused_objectives``
+      block_size, denoiser=None)``: one compiled per-sample SGD epoch in place
+      (``optimizer="fused_sgd"``), for the objective classes in ``fused_objectives`` and the
+      denoiser classes in ``fused_denoisers``
     """
 
     def batch_scores(self, users, pos, neg):  # pragma: no cover
@@ -74,6 +75,8 @@ class Scorer(torch.nn.Module):
 
     #: objective classes ``fused_epoch`` implements (the compiled per-sample SGD kernel); none by default
     fused_objectives: tuple = ()
+    #: denoiser classes ``fused_epoch`` implements per sample; none by default
+    fused_denoisers: tuple = ()
 
     def fused_blockers(self) -> list:
         """This scorer's own reasons why its kernel cannot train it (e.g. CML's feature network)."""
@@ -435,8 +438,9 @@ class Trainer(EpochLoop):
             negs = self.negatives.sample(users[order], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
             total = torch.zeros((), device=dev)
+            extra = {} if self.denoiser is None else {"denoiser": self.denoiser}  # one the kernel implements
             total += self.scorer.fused_epoch(users, items, order, negs, weights, lr, self.objective,
-                                             cfg.num_threads, cfg.batch_size)
+                                             cfg.num_threads, cfg.batch_size, **extra)
             state["step"] += 1
             return float(total), order.numel()
         total = torch.zeros((), device=dev)
@@ -453,7 +457,8 @@ class Trainer(EpochLoop):
 
     def _check_fused(self):
         problems = fused_problems(getattr(self.scorer, "fused_objectives", ()), self.objective, self.denoiser,
-                                  self.device, type(self.scorer).__name__, extra=self.scorer.fused_blockers())
+                                  self.device, type(self.scorer).__name__, extra=self.scorer.fused_blockers(),
+                                  kernel_denoisers=getattr(self.scorer, "fused_denoisers", ()))
         refuse_fused(problems)
 
 
@@ -465,11 +470,12 @@ def refuse_fused(problems: list) -> None:
 
 
 def fused_problems(kernel_objectives, objective, denoiser, device, model_name: str = "this model",
-                   extra=()) -> list:
+                   extra=(), kernel_denoisers=()) -> list:
     """Why the compiled per-sample SGD kernel cannot train this combination (empty: it can).
 
     ``kernel_objectives`` are the objective classes the model's kernel implements (empty: it
-    has none; MF's trains BPR and BCE, CML's its WARP hinge); ``extra`` are the model's own
+    has none; MF's trains BPR and BCE, CML's its WARP hinge); ``kernel_denoisers`` the
+    denoiser classes it implements per sample (MF's: R-CE); ``extra`` are the model's own
     reasons (e.g. CML with item features). ``optimizer="auto"`` takes the kernel exactly when
     this list is empty, and ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
     problems = []
@@ -479,8 +485,10 @@ def fused_problems(kernel_objectives, objective, denoiser, device, model_name: s
         names = " or ".join(repr(getattr(o, "name", o.__name__)) for o in kernel_objectives)
         problems.append(f"the objective is {getattr(objective, 'name', objective)!r}, not {names}")
     problems.extend(extra)
-    if denoiser is not None:
-        problems.append("a denoiser needs per-batch losses")
+    if denoiser is not None and type(denoiser) not in tuple(kernel_denoisers):
+        problems.append(f"a denoiser ({type(denoiser).__name__}) needs per-batch losses"
+                        + (f"; the kernel implements {', '.join(d.__name__ for d in kernel_denoisers)} only"
+                           if kernel_denoisers else ""))
     if torch.device(device).type != "cpu":
         problems.append("the fused kernel runs on CPU")
     return problems

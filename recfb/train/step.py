@@ -12,7 +12,8 @@ negatives ``j`` (B, n)::
 weights of the batch's positives (T-CE's mask, R-CE's ``sigmoid(s)^beta``). A denoiser's
 per-negative weights (R-CE's ``(1 - sigmoid(s_j))^beta``) travel on ``batch.neg_weights``
 and are applied by the objective; an objective that cannot apply them
-(``Objective.weights_negatives`` false) is refused when the step is built, never ignored.
+(``Objective.weights_negatives`` false) is refused when the step is built, never ignored
+(``Denoiser.reweights_negatives_for(objective)`` says whether a run weights them).
 
 PLD's resampling and the compiled kernels (``optimizer="fused_sgd"``) use this step too:
 :meth:`PairStep.candidate_losses` is the loss of candidate positives under the objective.
@@ -41,8 +42,8 @@ class PairStep:
         self.scorer, self.objective, self.negatives = scorer, objective, negatives
         self.users, self.items, self.num_negatives = users, items, int(num_negatives)
         self.weights, self.denoiser = weights, denoiser
-        if denoiser is not None and getattr(denoiser, "reweights_negatives", False) \
-                and not objective.weights_negatives:
+        self.weights_negatives = denoiser is not None and denoiser.reweights_negatives_for(objective)
+        if self.weights_negatives and not objective.weights_negatives:
             raise ValueError(
                 f"{type(denoiser).__name__} reweights the sampled negatives, which the objective "
                 f"{getattr(objective, 'name', objective)!r} cannot apply (it has no per-negative terms it could "
@@ -58,7 +59,7 @@ class PairStep:
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch's scalar loss, the detached per-positive losses)."""
         pos, neg = self.scorer.batch_scores(batch.users, batch.items, batch.negatives)
-        if self.denoiser is not None:
+        if self.weights_negatives:
             batch.neg_weights = self.denoiser.negative_weights(neg.detach(), batch.step)
         pos_loss, neg_loss = self.objective(pos, neg, batch)
         w = None if self.weights is None else self.weights[batch.index]

@@ -256,7 +256,7 @@ def test_denoise_must_be_a_denoiser_and_fused_refuses_it():
         small(denoise="tce").fit(X, show_progress=False)
     with pytest.raises(ValueError, match="denoiser"):
         small(optimizer="fused_sgd", denoise=TCE()).fit(X, show_progress=False)
-    with pytest.raises(ValueError, match="denoiser needs per-batch losses"):  # PLD resamples by the losses
+    with pytest.raises(ValueError, match=r"denoiser \(PLD\) needs per-batch losses"):  # PLD resamples by the losses
         small(optimizer="fused_sgd", denoise=PLD()).fit(X, show_progress=False)
 
 

@@ -17,8 +17,8 @@ def X():
     return make_world(n_users=50, n_items=40, density=0.08, noise_rate=0.2, seed=1).clicks.matrix
 
 
-@pytest.mark.parametrize("make", [lambda: MF(loss="bce", denoise=TCE()), lambda: MF(loss="bce", denoise=RCE()),
-                                  lambda: MF(loss="bpr", denoise=PLD()), lambda: MF(loss="nbpo")])
+@pytest.mark.parametrize("make", [lambda: MF(loss="bce", denoise=TCE()), lambda: MF(loss="bpr", denoise=PLD()),
+                                  lambda: MF(loss="nbpo")])
 def test_denoisers_at_defaults_train_on_adam_with_the_documented_rule(X, make):
     model = make()
     model.iterations = 2  # the rest stays at the defaults
@@ -43,8 +43,21 @@ def test_tce_default_warmup_is_thirty_percent_of_the_runs_steps(X):
     assert 0.1 < float(model.denoise.dropped_.float().mean()) < 0.3
 
 
+def test_rce_at_defaults_trains_on_the_fused_kernel_with_its_rule(X):
+    """R-CE's weights are per sample: the compiled kernel applies them, at the kernel's rule."""
+    from recfb.losses import BCE, BPR
+    model = MF(loss="bce", denoise=RCE(), iterations=2).fit(X, show_progress=False)
+    rule = mf_auto_settings(X.nnz, "fused_sgd")
+    assert model.optimizer_ == "fused_sgd"
+    assert (model.learning_rate_, model.regularization_, model.lr_schedule_) == (
+        rule["learning_rate"], rule["regularization"], rule["lr_schedule"])
+    assert model.num_negatives_ == 4
+    # "auto": negatives reweighted for BCE (the paper), positives only with BPR
+    assert RCE().reweights_negatives_for(BCE()) and not RCE().reweights_negatives_for(BPR())
+
+
 def test_rce_and_pld_defaults_are_the_documented_ones():
-    assert RCE().beta == 0.25 and RCE().negatives is True
+    assert RCE().beta == 0.25 and RCE().negatives == "auto"
     p = PLD()
     assert (p.pool_size, p.temperature, p.warmup_epochs) == (5, 0.1, 5)
     assert np.isclose(TCE().warmup, 0.3)

@@ -45,7 +45,7 @@ def _step(objective, denoiser=None, weights=None):
 
 def test_bpr_with_rce_weights_each_pair_by_both_items_confidence():
     beta = 0.5
-    step = _step(BPR(), RCE(beta=beta), weights=torch.tensor([1.0, 2.0, 0.5]))
+    step = _step(BPR(), RCE(beta=beta, negatives=True), weights=torch.tensor([1.0, 2.0, 0.5]))
     batch = step.sample(torch.arange(3), torch.Generator(), step=0)
     loss, pos_loss = step.loss(batch)
     # by hand, in numpy
@@ -63,7 +63,7 @@ def test_bpr_with_rce_weights_each_pair_by_both_items_confidence():
 
 
 def test_bpr_with_rce_differs_from_bpr_with_positive_weights_only():
-    a = _step(BPR(), RCE(beta=1.0))
+    a = _step(BPR(), RCE(beta=1.0, negatives=True))
     b = _step(BPR(), RCE(beta=1.0, negatives=False))
     la, _ = a.loss(a.sample(torch.arange(3), torch.Generator(), 0))
     lb, _ = b.loss(b.sample(torch.arange(3), torch.Generator(), 0))
@@ -71,7 +71,7 @@ def test_bpr_with_rce_differs_from_bpr_with_positive_weights_only():
 
 
 def test_bce_applies_negative_weights_to_each_negative_term():
-    step = _step(BCE(), RCE(beta=1.0))
+    step = _step(BCE(), RCE(beta=1.0))  # "auto": BCE weights its negatives
     batch = step.sample(torch.arange(3), torch.Generator(), 0)
     loss, _ = step.loss(batch)
     pos, neg = step.scorer.batch_scores(batch.users, batch.items, batch.negatives)
@@ -82,19 +82,22 @@ def test_bce_applies_negative_weights_to_each_negative_term():
 
 def test_negative_weights_are_refused_where_the_objective_cannot_apply_them():
     with pytest.raises(ValueError, match=r"RCE reweights the sampled negatives.*'relmf'.*negatives=False"):
-        _step(RelMF(), RCE())
+        _step(RelMF(), RCE(negatives=True))
     _step(RelMF(), RCE(negatives=False))  # positives only: fine
+    assert not _step(RelMF(), RCE()).weights_negatives  # "auto": Rel-MF cannot, so positives only
+    assert not _step(BPR(), RCE()).weights_negatives  # "auto": pairwise, positives only
+    assert _step(BCE(), RCE()).weights_negatives  # "auto": the paper's pointwise setting
     X, _ = checkerboard_holdout(12)
     with pytest.raises(ValueError, match="reweights the sampled negatives"):
-        MF(factors=4, iterations=1, loss="relmf", denoise=RCE(), device="cpu").fit(X, show_progress=False)
+        MF(factors=4, iterations=1, loss="relmf", denoise=RCE(negatives=True), device="cpu").fit(X, show_progress=False)
     with pytest.raises(ValueError, match="reweights the sampled negatives"):
-        MF(factors=4, iterations=1, loss="nbpo", denoise=RCE(), device="cpu").fit(X, show_progress=False)
+        MF(factors=4, iterations=1, loss="nbpo", denoise=RCE(negatives=True), device="cpu").fit(X, show_progress=False)
 
 
 def test_mf_bpr_with_rce_trains_with_the_negative_weights():
     X, _ = checkerboard_holdout(20)
     kw = dict(factors=8, iterations=3, loss="bpr", device="cpu")
-    with_neg = MF(**kw, denoise=RCE(beta=1.0)).fit(X, show_progress=False)
+    with_neg = MF(**kw, denoise=RCE(beta=1.0, negatives=True)).fit(X, show_progress=False)
     pos_only = MF(**kw, denoise=RCE(beta=1.0, negatives=False)).fit(X, show_progress=False)
     assert not np.allclose(with_neg.item_factors, pos_only.item_factors)
 
