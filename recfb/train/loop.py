@@ -308,9 +308,11 @@ class EpochLoop:
             self.history.append(logs)
             bar.update(1)
             bar.set_postfix({k: round(v, 4) for k, v in logs.items() if k in ("loss", "valid")})
-            if cfg.checkpoint and self.is_main and (state["epoch"] % cfg.checkpoint_every == 0
-                                                    or state["epoch"] == cfg.epochs or stop):
-                self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+            if cfg.checkpoint and (state["epoch"] % cfg.checkpoint_every == 0 or state["epoch"] == cfg.epochs or stop):
+                if self.is_main:
+                    self._save_checkpoint(cfg.checkpoint, fingerprint, opts, scheds, gen, state)
+                if self.comm is not None:  # no rank runs ahead of the checkpoint rank 0 is writing
+                    self.comm.barrier()
             for cb in self.callbacks:
                 cb(epoch + 1, logs)
         bar.close()
@@ -433,7 +435,11 @@ class Trainer(EpochLoop):
     def _run_epoch(self, epoch, gen, state, opts):
         cfg, dev = self.config, self.device
         users, items, weights = self._users, self._items, self._weights
-        order = self._shard(torch.randperm(users.numel(), generator=gen, device=gen.device))
+        epoch_order = torch.randperm(users.numel(), generator=gen, device=gen.device)
+        order = self._shard(epoch_order)
+        if self.comm is not None:  # the padded global order whose stride rows are the shards
+            world = self.comm.world_size
+            padded = torch.as_tensor(np.resize(epoch_order.cpu().numpy(), order.numel() * world), device=dev)
         if cfg.optimizer == "fused_sgd":
             negs = self.negatives.sample(users[order], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
@@ -448,7 +454,12 @@ class Trainer(EpochLoop):
             idx = order[start:start + cfg.batch_size]
             if self.denoiser is not None:
                 idx = self.denoiser.resample(idx, self.step, gen, epoch, state["step"])
-            loss, _ = self.step.loss(self.step.sample(idx, gen, state["step"]))
+            if self.comm is None:
+                batch = self.step.sample(idx, gen, state["step"])
+            else:  # the global batch's negatives from the shared generator, this rank's rows of them
+                batch = self.step.sample_shard(idx, padded[start * world:(start + idx.numel()) * world], gen,
+                                               state["step"], self.comm.rank, world)
+            loss, _ = self.step.loss(batch)
             self._optimizer_step(loss, opts)
             self.scorer.post_step()
             total += loss.detach() * idx.numel()

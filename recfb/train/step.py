@@ -56,6 +56,18 @@ class PairStep:
         j = self.negatives.sample(u, self.num_negatives, generator)
         return Batch(u, self.items[index], j, index, step)
 
+    def sample_shard(self, index: torch.Tensor, global_index: torch.Tensor, generator: torch.Generator, step: int,
+                     rank: int, world_size: int) -> Batch:
+        """:meth:`sample` for rank ``rank`` of ``world_size``, training on the stride shard of the
+        epoch (:meth:`recfb.distributed.Comm.shard`): ``global_index`` is the global batch whose
+        rows ``rank::world_size`` are ``index``'s interactions (the same users, even after a
+        denoiser's resampling, which stays within a user). The negatives are drawn for the
+        whole global batch from the generator every rank shares, and this rank keeps its rows:
+        the ranks' negatives are one process's negatives for the global batch, and the
+        generator stays in step on every rank."""
+        j = self.negatives.sample(self.users[global_index], self.num_negatives, generator)[rank::world_size]
+        return Batch(self.users[index], self.items[index], j, index, step)
+
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(the batch's scalar loss, the detached per-positive losses)."""
         pos, neg = self.scorer.batch_scores(batch.users, batch.items, batch.negatives)

@@ -151,3 +151,48 @@ def test_the_loop_trains_its_shard_of_the_seeded_permutation(monkeypatch):
     first = torch.randperm(X.nnz, generator=gen)[0::2]
     assert torch.equal(seen[:first.numel()], first)  # the even positions of epoch 1's permutation
     assert comm.reduced >= 2 * -(-first.numel() // 16)  # every step's gradients (+ the epoch losses)
+
+
+class StrideComm(HalfComm):
+    """Rank ``rank`` of 2 with the real stride shard (padded by wrapping)."""
+
+    def __init__(self, rank):
+        super().__init__()
+        self.rank, self.is_main = rank, rank == 0
+
+    def shard(self, order):
+        return np.resize(order, -(-order.size // 2) * 2)[self.rank::2]
+
+
+def _record_batches(monkeypatch, comm, batch_size):
+    import recfb.models._embedding as emb
+    from recfb.train import step as step_mod
+    seen = []
+    original = step_mod.PairStep.loss
+
+    def loss(self, batch):
+        seen.append((batch.index.clone(), batch.negatives.clone()))
+        return original(self, batch)
+    monkeypatch.setattr(step_mod.PairStep, "loss", loss)
+    monkeypatch.setattr(emb, "_comm", lambda distributed: comm)
+    X, _ = checkerboard_holdout(20)
+    MF(factors=4, iterations=1, batch_size=batch_size, optimizer="adam", device="cpu").fit(
+        X, show_progress=False, distributed=comm is not None)
+    monkeypatch.undo()
+    return seen
+
+
+def test_each_rank_gets_its_rows_of_one_process_global_batch(monkeypatch):
+    """Two ranks at batch b see exactly one process's batches of 2b: the interactions and the
+    negatives, split by the stride (the ranks' negatives differ, and the shared generator stays
+    in step)."""
+    single = _record_batches(monkeypatch, None, 32)
+    ranks = [_record_batches(monkeypatch, StrideComm(r), 16) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single)
+    for j, (idx, negs) in enumerate(single):
+        for r in (0, 1):
+            ridx, rnegs = ranks[r][j]
+            n = ridx.numel()
+            assert torch.equal(ridx, idx[r::2][:n])
+            assert torch.equal(rnegs, negs[r::2][:n])
+    assert not torch.equal(ranks[0][0][1], ranks[1][0][1])
