@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recfb.denoise import RCE
+from recfb.denoise import RCE, TCE
 from recfb.losses import BCE as _BCEObjective
 from recfb.losses import BPR as _BPRObjective
 from recfb.losses import make_objective
@@ -27,7 +27,7 @@ class MFScorer(Scorer):
     """``s_ui = p_u . q_i (+ b_i)``. Shapes: users (B,), items (B,) or (B, n)."""
 
     fused_objectives = (_BPRObjective, _BCEObjective)
-    fused_denoisers = (RCE,)
+    fused_denoisers = (RCE, TCE)
 
     def __init__(self, n_users, n_items, factors, generator, *, biases=False, sparse=False, regularization=0.0,
                  init_std=0.1):
@@ -64,13 +64,17 @@ class MFScorer(Scorer):
         return 0.5 * self.regularization_weight * reg / users.numel()
 
     def fused_epoch(self, users, items, order, negatives, weights, learning_rate, objective, num_threads,
-                    block_size=None, denoiser=None):
-        """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place; R-CE (the
-        only denoiser whose weights are per sample) is applied inside the kernel."""
+                    block_size=None, denoiser=None, step=0):
+        """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place. R-CE's
+        weights are applied per sample; T-CE's per block of ``block_size`` samples (the
+        autograd loop's batch; ``step`` is the first block's step number, for its warm-up)."""
         from recfb.train._fused import mf_sgd_epoch
-        rce = None
-        if denoiser is not None:
+        rce = tce = None
+        if isinstance(denoiser, RCE):
             rce = (denoiser.beta, denoiser.reweights_negatives_for(objective), denoiser.last_loss_.numpy(),
+                   denoiser.last_weight_.numpy())
+        elif isinstance(denoiser, TCE):
+            tce = (denoiser.drop_rate, denoiser.warmup_steps_, step, int(block_size), denoiser.last_loss_.numpy(),
                    denoiser.last_weight_.numpy())
         with torch.no_grad():
             return mf_sgd_epoch(
@@ -78,7 +82,7 @@ class MFScorer(Scorer):
                 None if self.bias is None else self.bias.weight.data.numpy().reshape(-1),
                 users.numpy(), items.numpy(), order.numpy(), negatives.numpy(),
                 None if weights is None else weights.numpy(), learning_rate, self.regularization_weight,
-                objective.name, num_threads, rce=rce)
+                objective.name, num_threads, rce=rce, tce=tce)
 
     def sparse_parameters(self):
         mods = [self.user, self.item] + ([self.bias] if self.bias is not None else [])

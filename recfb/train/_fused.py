@@ -128,21 +128,88 @@ def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weigh
     return losses.sum()
 
 
+@njit(cache=True, fastmath=True)
+def _positive_loss(U, V, b, has_bias, u, i, negs, kind):
+    """The per-positive loss the training step hands a denoiser (BPR: the mean pair loss over
+    the negatives; BCE: the positive's log loss), under the current parameters."""
+    pu = U[u]
+    s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
+    if kind == BCE:
+        return _logistic(-s_pos)[0]
+    acc = 0.0
+    for k in range(negs.size):
+        j = negs[k]
+        acc += _logistic(_dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0)) - s_pos)[0]
+    return acc / negs.size
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _epoch_tce(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, block,
+               step0, drop_rate, warmup_steps, last_loss, last_weight):
+    """T-CE (:class:`recfb.denoise.TCE`) on per-sample SGD: the order is cut into blocks of
+    ``block`` samples (the autograd loop's batches, one step each); before a block is trained,
+    every sample's positive loss is computed with the current parameters, the
+    ``rate(step)`` fraction with the largest loss gets weight 0 and the rest ``m / (m -
+    dropped)``, then the block's samples are updated (Hogwild across threads within a block)."""
+    n = order.size
+    n_blocks = (n + block - 1) // block
+    losses = np.empty(block)
+    weight = np.empty(block)
+    total = 0.0
+    for k in range(n_blocks):
+        lo = k * block
+        hi = min(n, lo + block)
+        m = hi - lo
+        for p in prange(lo, hi):
+            s = order[p]
+            losses[p - lo] = _positive_loss(U, V, b, has_bias, users[s], items[s], negatives[p], kind)
+        rate = min(drop_rate * (step0 + k) / warmup_steps, drop_rate)
+        n_drop = int(rate * m)
+        scale = m / (m - n_drop)
+        for q in range(m):
+            weight[q] = scale
+        if n_drop > 0:
+            ranked = np.argsort(losses[:m])
+            for q in range(m - n_drop, m):
+                weight[ranked[q]] = 0.0
+        acc = 0.0
+        for p in prange(lo, hi):
+            grad_u = np.empty(U.shape[1], np.float32)
+            coef = np.empty(negatives.shape[1], np.float32)
+            rec = np.empty(2)
+            s = order[p]
+            w = (weights[s] if has_weights else 1.0) * weight[p - lo]
+            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u, coef,
+                                  -1.0, False, rec)
+            last_loss[s] = losses[p - lo]
+            last_weight[s] = weight[p - lo]
+        total += acc
+    return total
+
+
 def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_rate, regularization,
-                 objective: str, num_threads: int = 0, rce=None) -> float:
+                 objective: str, num_threads: int = 0, rce=None, tce=None) -> float:
     """One epoch of per-sample SGD, in place on float32 arrays ``U``, ``V`` (and ``bias``).
 
     ``order`` (n,) are the interaction indices to visit, ``negatives`` (n, k) their sampled
     negatives. ``rce``: an optional ``(beta, negatives, last_loss, last_weight)`` applying R-CE
     per sample (see :func:`_sample_update`), recording each visited interaction's loss and
-    weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). Returns the summed
-    loss (for the loop's logging and NaN check).
+    weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). ``tce``: an optional
+    ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight)`` applying T-CE per
+    block of ``block`` samples (see :func:`_epoch_tce`). Returns the summed loss (for the loop's
+    logging and NaN check).
     """
     kind = {"bpr": BPR, "bce": BCE}[objective]
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, np.float32)
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
+    if tce is not None:
+        drop_rate, warmup_steps, first_step, block, last_loss, last_weight = tce
+        with _kernel_threads(num_threads):
+            return float(_epoch_tce(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
+                                    np.float32(learning_rate), np.float32(regularization), kind, int(block),
+                                    int(first_step), float(drop_rate), float(warmup_steps), last_loss, last_weight))
     beta, rce_neg, last_loss, last_weight = (-1.0, False, np.zeros(0, np.float32), np.zeros(0, np.float32)) \
         if rce is None else rce
     with _kernel_threads(num_threads) as threads:

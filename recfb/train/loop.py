@@ -444,10 +444,11 @@ class Trainer(EpochLoop):
             negs = self.negatives.sample(users[order], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
             total = torch.zeros((), device=dev)
-            extra = {} if self.denoiser is None else {"denoiser": self.denoiser}  # one the kernel implements
+            # a denoiser here is one the kernel implements (R-CE per sample, T-CE per block)
+            extra = {} if self.denoiser is None else {"denoiser": self.denoiser, "step": state["step"]}
             total += self.scorer.fused_epoch(users, items, order, negs, weights, lr, self.objective,
                                              cfg.num_threads, cfg.batch_size, **extra)
-            state["step"] += 1
+            state["step"] += -(-order.numel() // cfg.batch_size)  # the blocks of batch_size, as the autograd steps
             return float(total), order.numel()
         total = torch.zeros((), device=dev)
         for start in range(0, order.numel(), cfg.batch_size):

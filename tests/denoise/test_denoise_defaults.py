@@ -17,8 +17,7 @@ def X():
     return make_world(n_users=50, n_items=40, density=0.08, noise_rate=0.2, seed=1).clicks.matrix
 
 
-@pytest.mark.parametrize("make", [lambda: MF(loss="bce", denoise=TCE()), lambda: MF(loss="bpr", denoise=PLD()),
-                                  lambda: MF(loss="nbpo")])
+@pytest.mark.parametrize("make", [lambda: MF(loss="bpr", denoise=PLD()), lambda: MF(loss="nbpo")])
 def test_denoisers_at_defaults_train_on_adam_with_the_documented_rule(X, make):
     model = make()
     model.iterations = 2  # the rest stays at the defaults
@@ -43,10 +42,12 @@ def test_tce_default_warmup_is_thirty_percent_of_the_runs_steps(X):
     assert 0.1 < float(model.denoise.dropped_.float().mean()) < 0.3
 
 
-def test_rce_at_defaults_trains_on_the_fused_kernel_with_its_rule(X):
-    """R-CE's weights are per sample: the compiled kernel applies them, at the kernel's rule."""
+@pytest.mark.parametrize("denoiser", [RCE, TCE])
+def test_rce_and_tce_at_defaults_train_on_the_fused_kernel_with_its_rule(X, denoiser):
+    """R-CE's weights are per sample, T-CE's per block: the compiled kernel applies both, at
+    the kernel's rule."""
     from recfb.losses import BCE, BPR
-    model = MF(loss="bce", denoise=RCE(), iterations=2).fit(X, show_progress=False)
+    model = MF(loss="bce", denoise=denoiser(), iterations=2).fit(X, show_progress=False)
     rule = mf_auto_settings(X.nnz, "fused_sgd")
     assert model.optimizer_ == "fused_sgd"
     assert (model.learning_rate_, model.regularization_, model.lr_schedule_) == (

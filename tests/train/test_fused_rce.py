@@ -47,7 +47,7 @@ def test_one_rce_sample_update_equals_autograd(objective, rce_neg):
     assert last_weight[1] == pytest.approx(float(wp), rel=1e-5)
 
 
-def test_auto_takes_the_kernel_for_rce_only():
+def test_auto_takes_the_kernel_for_rce_and_tce_not_pld():
     X, _ = checkerboard_holdout(16)
     kw = dict(factors=8, iterations=3, device="cpu", num_threads=1)
     rce = MF(loss="bce", denoise=RCE(), **kw).fit(X, show_progress=False)
@@ -56,10 +56,10 @@ def test_auto_takes_the_kernel_for_rce_only():
     assert scores.shape == (X.nnz,) and np.all((scores >= 0) & (scores <= 1))
     assert not np.allclose(scores, 0)  # the kernel recorded its weights
     assert MF(loss="bpr", denoise=RCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
-    assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
+    assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
-    with pytest.raises(ValueError, match=r"a denoiser \(TCE\) needs per-batch losses; the kernel implements RCE"):
-        MF(loss="bce", denoise=TCE(), optimizer="fused_sgd", **kw).fit(X, show_progress=False)
+    with pytest.raises(ValueError, match=r"a denoiser \(PLD\) needs per-batch losses; the kernel implements RCE, TCE"):
+        MF(loss="bpr", denoise=PLD(), optimizer="fused_sgd", **kw).fit(X, show_progress=False)
 
 
 def test_rce_with_beta_zero_on_the_kernel_is_the_plain_loss():
@@ -68,3 +68,58 @@ def test_rce_with_beta_zero_on_the_kernel_is_the_plain_loss():
     plain = MF(**kw).fit(X, show_progress=False)
     rce0 = MF(denoise=RCE(beta=0.0), **kw).fit(X, show_progress=False)
     np.testing.assert_array_equal(plain.item_factors, rce0.item_factors)
+
+
+def _np_pos_loss(U, V, users, items, negs, objective):
+    s_pos = np.einsum("ij,ij->i", U[users], V[items]).astype(np.float64)
+    if objective == "bce":
+        return np.logaddexp(0, -s_pos)
+    s_neg = np.einsum("id,ikd->ik", U[users], V[negs]).astype(np.float64)
+    return np.logaddexp(0, s_neg - s_pos[:, None]).mean(1)
+
+
+@pytest.mark.parametrize("objective", ["bpr", "bce"])
+def test_tce_blocks_drop_the_largest_losses_at_the_warmup_rate(objective):
+    """Reference: per block, the positive losses under the parameters the block starts from
+    (numpy), the rate(step) largest set to weight 0 and the rest scaled m / (m - dropped), then
+    the plain kernel on that block with those sample weights."""
+    rng = np.random.default_rng(3)
+    n_users, n_items, n, block = 6, 9, 20, 10
+    U0 = rng.normal(size=(n_users, 4)).astype(np.float32)
+    V0 = rng.normal(size=(n_items, 4)).astype(np.float32)
+    users = rng.integers(0, n_users, n)
+    items = rng.integers(0, n_items, n)
+    order = rng.permutation(n)
+    negs = rng.integers(0, n_items, (n, 2))
+    w = rng.uniform(0.5, 1.5, n).astype(np.float32)
+    drop_rate, warmup, step0 = 0.4, 2, 1
+    U, V = U0.copy(), V0.copy()
+    last_loss, last_weight = np.full(n, np.nan, np.float32), np.ones(n, np.float32)
+    mf_sgd_epoch(U, V, None, users, items, order, negs, w, 0.1, 0.01, objective, 1,
+                 tce=(drop_rate, warmup, step0, block, last_loss, last_weight))
+    Ur, Vr = U0.copy(), V0.copy()
+    for k in range(2):
+        sl = order[k * block:(k + 1) * block]
+        losses = _np_pos_loss(Ur, Vr, users[sl], items[sl], negs[k * block:(k + 1) * block], objective)
+        n_drop = int(min(drop_rate * (step0 + k) / warmup, drop_rate) * block)
+        mask = np.full(block, block / (block - n_drop))
+        mask[np.argsort(losses)[block - n_drop:]] = 0.0
+        assert n_drop == (2 if k == 0 else 4)
+        np.testing.assert_allclose(last_loss[sl], losses, rtol=1e-5)
+        np.testing.assert_array_equal(last_weight[sl], mask.astype(np.float32))
+        bw = np.zeros(n, np.float32)
+        bw[sl] = w[sl] * mask
+        mf_sgd_epoch(Ur, Vr, None, users, items, sl, negs[k * block:(k + 1) * block], bw, 0.1, 0.01, objective, 1)
+    np.testing.assert_allclose(U, Ur, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(V, Vr, rtol=1e-5, atol=1e-6)
+
+
+def test_tce_at_defaults_takes_the_kernel_and_reaches_its_drop_rate():
+    X, _ = checkerboard_holdout(30)
+    m = MF(loss="bce", denoise=TCE(), iterations=5, batch_size=64, factors=8, num_threads=1, device="cpu").fit(
+        X, show_progress=False)
+    assert m.optimizer_ == "fused_sgd"
+    steps = 5 * -(-X.nnz // 64)
+    assert m.denoise.warmup_steps_ == round(0.3 * steps)
+    # by the end every block dropped 20% of its positives: about a fifth of the clicks are flagged
+    assert 0.1 < float(m.denoise.dropped_.float().mean()) < 0.3
