@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from recfb.serving import _inputs
 from recfb.serving.index import ItemIndex
-from recfb.utils.errors import DataError, FormatError
+from recfb.utils import errors
 from recfb.utils.topk import merge_topk_rows
 
 
@@ -215,8 +215,8 @@ class ShardWorker:
         self.close()
 
 
-_ERRORS = {"DataError": DataError, "FormatError": FormatError, "ValueError": ValueError, "TypeError": TypeError,
-           "FileNotFoundError": FileNotFoundError}
+_ERRORS = {"ValueError": ValueError, "TypeError": TypeError, "FileNotFoundError": FileNotFoundError,
+           **{name: cls for name, cls in vars(errors).items() if isinstance(cls, type) and issubclass(cls, Exception)}}
 
 
 def _raise(header):
