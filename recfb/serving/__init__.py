@@ -7,7 +7,10 @@
 
 Item-item models (ItemKNN, EASE) index the same way; their queries are history rows
 (``index.search(X[users], k, exclude=X[users])``). ``recfb export`` / :func:`export` bundle
-the users, so a service only calls ``index.recommend_users(external_ids, k)``.
+the users, so a service only calls ``index.recommend_users(external_ids, k)``; ``recfb serve``
+runs the HTTP service of :mod:`recfb.serving.app` over such an index. ``target_recall=`` (in
+``from_vectors`` / ``from_model``) calibrates an HNSW or IVF index to a recall target
+(:mod:`recfb.serving.calibrate`).
 """
 from recfb.serving._params import DEFAULT_PARAMS
 from recfb.serving.export import export
