@@ -3,7 +3,8 @@
     <path>/metadata.json   format, version, kind, metric, parameters, versions, sha256 per file
     <path>/index.faiss     faiss.write_index of the CPU index (embedding indices)
     <path>/model.npz       a recfb model file (item-item indices; recfb.load reads it)
-    <path>/arrays.npz      item ids and the user table (np.load with allow_pickle=False)
+    <path>/arrays.npz      item ids and the user table, in recfb's container
+                           (recfb.utils.container: sized before read, sha256 per array)
 
 The faiss file is a standard one (any faiss, in any language, can read it). Loading checks,
 in order: the metadata parses and names this format, its format version is one this recfb
@@ -27,11 +28,13 @@ import scipy.sparse as sp
 from recfb._version import __version__
 from recfb.serving import _faiss
 from recfb.serving._params import KINDS, METRICS, resolve_device
-from recfb.utils.container import read_npz
+from recfb.utils.container import pack_csr, read_container, read_npz, write_container
 from recfb.utils.errors import DataError, FormatError
 
 FORMAT = "recfb-item-index"
-FORMAT_VERSION = 1
+#: 2: arrays.npz in recfb's container (version 1 indices, a plain npz there, still load)
+FORMAT_VERSION = 2
+ARRAYS_FORMAT = "recfb-index-arrays"
 META = "metadata.json"
 INDEX_FILE = "index.faiss"
 MODEL_FILE = "model.npz"
@@ -60,11 +63,8 @@ def save_index(index, path) -> Path:
             if users.user_vectors is not None:
                 arrays["user_vectors"] = users.user_vectors
             if users.user_items is not None:
-                X = users.user_items
-                arrays.update({"user_items.data": X.data, "user_items.indices": X.indices,
-                               "user_items.indptr": X.indptr, "user_items.shape": np.asarray(X.shape, np.int64)})
-        with open(tmp / ARRAYS_FILE, "wb") as fh:
-            np.savez(fh, **arrays)
+                arrays.update(pack_csr("user_items", users.user_items))
+        write_container(tmp / ARRAYS_FILE, arrays, {}, ARRAYS_FORMAT, 1)
         files = sorted(p.name for p in tmp.iterdir())
         meta = {
             "format": FORMAT,
@@ -155,7 +155,7 @@ def load_index(cls, path, device: str = "auto"):
     for name, digest in sums.items():
         if _file_digest(path / name) != digest:
             raise FormatError(f"{path / name}: checksum mismatch; the file is corrupted or was tampered with.")
-    arrays = _read_arrays(path / ARRAYS_FILE)
+    arrays = _read_arrays(path / ARRAYS_FILE, meta["format_version"])
     n_items = int(meta["n_items"])
     ids = arrays.get("item_ids")
     if ids is not None and (ids.ndim != 1 or ids.size != n_items):
@@ -213,14 +213,17 @@ def load_index(cls, path, device: str = "auto"):
     return index
 
 
-def _read_arrays(file: Path) -> dict:
-    """The index's arrays (no pickle; every member sized against the file before it is
-    decompressed), none of them holding NaN or infinities."""
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise FormatError(f"{file} is not a readable array file: {exc}") from None
-    arrays = read_npz(raw, str(file), "recfb index array")
+def _read_arrays(file: Path, version: int) -> dict:
+    """The index's arrays (no pickle; every member sized before it is decompressed; checksums
+    per array from index format 2 on), none of them holding NaN or infinities."""
+    if version >= 2:
+        arrays, _ = read_container(file, ARRAYS_FORMAT, 1, "recfb index array")
+    else:  # a version-1 index: a plain npz, sized member by member (its file digest is checked)
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            raise FormatError(f"{file} is not a readable array file: {exc}") from None
+        arrays = read_npz(raw, str(file), "recfb index array")
     for name, a in arrays.items():
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             raise FormatError(f"{file}: array {name!r} holds NaN or infinite values.")

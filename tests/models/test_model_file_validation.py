@@ -207,11 +207,13 @@ def test_sparse_matrices_round_trip_exactly():
 
 # ---------------------------------------------------------------------------- index files
 def _forge_index(path, arrays=None, meta_edit=None):
-    """Rewrite an index directory's arrays/metadata with checksums recomputed."""
+    """Rewrite an index directory's arrays/metadata with checksums recomputed (the file
+    digests and the container's per-array ones: a forger who knows the format)."""
     from recfb.serving import persist
+    from recfb.utils.container import write_container
     if arrays is not None:
-        with open(path / persist.ARRAYS_FILE, "wb") as fh:
-            np.savez(fh, **arrays)
+        arrays = {k: v for k, v in arrays.items() if k != _METADATA_KEY}
+        write_container(path / persist.ARRAYS_FILE, arrays, {}, persist.ARRAYS_FORMAT, 1)
     meta = json.loads((path / persist.META).read_text())
     meta["sha256"] = {n: persist._file_digest(path / n) for n in meta["sha256"]}
     if meta_edit is not None:
@@ -304,3 +306,22 @@ def test_user_classes_register_explicitly_and_never_replace_another(tmp_path):
             register(int)
     finally:
         _REGISTRY.pop("MyPopular", None)
+
+
+def test_index_arrays_are_checksummed_and_version_1_indices_still_load(saved_index):
+    from recfb.serving import ItemIndex, persist
+    path, arrays = saved_index
+    expected = ItemIndex.load(path, device="cpu").search(np.eye(8, dtype=np.float32)[:2], k=3)
+    # an array changed behind the container's back (file digest recomputed): its sha256 catches it
+    forged = {k: v for k, v in arrays.items()}
+    forged["item_ids"] = forged["item_ids"].copy()
+    forged["item_ids"][0] += 1
+    np.savez(path / persist.ARRAYS_FILE, **forged)
+    _forge_index(path)
+    with pytest.raises(FormatError, match="checksum mismatch"):
+        ItemIndex.load(path, device="cpu")
+    # a version-1 directory: a plain npz of the arrays, no container metadata
+    np.savez(path / persist.ARRAYS_FILE, **{k: v for k, v in arrays.items() if k != _METADATA_KEY})
+    _forge_index(path, meta_edit=lambda m: {**m, "format_version": 1})
+    got = ItemIndex.load(path, device="cpu").search(np.eye(8, dtype=np.float32)[:2], k=3)
+    np.testing.assert_array_equal(got[0], expected[0])
