@@ -67,34 +67,14 @@ def test_fold_in_and_plain_recommend_at_once():
     assert not hasattr(m, "_recalculate")
 
 
-def test_sasrec_given_histories_and_stored_histories_at_once():
-    rng = np.random.default_rng(1)
-    users = np.repeat(np.arange(30), 6)
-    items = rng.integers(0, 12, users.size)
-    ds = Interactions.from_arrays(users, items, item_ids=np.arange(12))
-    m = SASRec(factors=8, iterations=2, batch_size=16, max_len=6, dropout=0.0, random_state=0,
-               device="cpu").fit(ds, show_progress=False)
-    H = m.history_matrix()
-    given = [list(rng.integers(0, 12, 4)) for _ in range(30)]
-    empty = sp.csr_matrix((30, 12), dtype=np.float32)
-    stored_want = m.recommend(np.arange(30), H, N=4)
-    given_want = m.recommend(np.arange(30), empty, N=4, histories=given)
-    assert not np.array_equal(stored_want[1], given_want[1])
-    got = _race([("stored", lambda: m.recommend(np.arange(30), H, N=4)),
-                 ("given", lambda: m.recommend(np.arange(30), empty, N=4, histories=given))])
-    _assert_every_call_got(got["stored"], stored_want)
-    _assert_every_call_got(got["given"], given_want)
-    assert not hasattr(m, "_given_histories") and m.needs_fitted_users
-
-
-@pytest.mark.parametrize("cls", [gSASRec, BERT4Rec], ids=lambda c: c.__name__)
-def test_gsasrec_and_bert4rec_given_and_stored_histories_at_once(cls):
-    """The other sequential models share SASRec's scoring path; BERT4Rec's query differs (its
-    mask token), so both are raced too."""
-    rng = np.random.default_rng(2)
+@pytest.mark.parametrize("cls", [SASRec, gSASRec, BERT4Rec], ids=lambda c: c.__name__)
+def test_sequential_given_and_stored_histories_at_once(cls):
+    """Histories given with a call and the stored ones, raced: each call sees its own (the
+    sequential models share SASRec's scoring path; BERT4Rec's query differs, its mask token)."""
+    rng = np.random.default_rng(1 if cls is SASRec else 2)
     users = np.repeat(np.arange(24), 6)
     ds = Interactions.from_arrays(users, rng.integers(0, 12, users.size), item_ids=np.arange(12))
-    extra = {"num_heads": 2} if cls is BERT4Rec else {"num_negatives": 4}
+    extra = {"num_heads": 2} if cls is BERT4Rec else {"num_negatives": 4} if cls is gSASRec else {}
     m = cls(factors=8, iterations=2, batch_size=16, max_len=6, dropout=0.0, random_state=0, device="cpu",
             **extra).fit(ds, show_progress=False)
     H = m.history_matrix()
@@ -107,3 +87,4 @@ def test_gsasrec_and_bert4rec_given_and_stored_histories_at_once(cls):
                  ("given", lambda: m.recommend(np.arange(24), empty, N=4, histories=given))], rounds=15)
     _assert_every_call_got(got["stored"], stored_want)
     _assert_every_call_got(got["given"], given_want)
+    assert not hasattr(m, "_given_histories") and m.needs_fitted_users
