@@ -9,6 +9,15 @@ from recfb.testing import RecommenderContract, checkerboard_holdout
 from recfb.train._fused import mf_sgd_epoch
 
 
+def sgd_reference(U, V, tu, tv, u, rows, lr, reg):
+    """One SGD step (+ L2) from autograd's gradients: the user row and the item ``rows``."""
+    expected_u = U[u] - lr * (tu.grad[u].numpy() + reg * U[u])
+    expected_v = V.copy()
+    for r in rows:
+        expected_v[r] = V[r] - lr * (tv.grad[r].numpy() + reg * V[r])
+    return expected_u, expected_v
+
+
 @pytest.mark.parametrize("objective,bias", [("bpr", False), ("bpr", True), ("bce", True)])
 def test_one_sample_update_equals_autograd_sgd_step(objective, bias):
     """A single-sample epoch is one SGD step on the objective (+ L2), as autograd computes it.
@@ -32,11 +41,8 @@ def test_one_sample_update_equals_autograd_sgd_step(objective, bias):
     else:
         loss = torch.nn.functional.softplus(-pos).sum() + torch.nn.functional.softplus(neg).sum()
     loss.backward()
-    expected_u = U[u] - lr * (tu.grad[u].numpy() + reg * U[u])
     rows = [i, 0, 4]
-    expected_v = V.copy()
-    for r in rows:
-        expected_v[r] = V[r] - lr * (tv.grad[r].numpy() + reg * V[r])
+    expected_u, expected_v = sgd_reference(U, V, tu, tv, u, rows, lr, reg)
     got = mf_sgd_epoch(U, V, b, np.array([u]), np.array([i]), np.array([0]), negs, None, lr, reg, objective, 1)
     assert got == pytest.approx(float(loss), rel=1e-5)
     np.testing.assert_allclose(U[u], expected_u, rtol=1e-5, atol=1e-6)

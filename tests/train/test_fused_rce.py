@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_fused import sgd_reference  # tests/train/test_fused.py (pytest puts its folder on sys.path)
 
 from recfb.denoise import PLD, RCE, TCE
 from recfb.models import MF
@@ -31,11 +32,8 @@ def test_one_rce_sample_update_equals_autograd(objective, rce_neg):
         pos_loss = F.softplus(-pos)
         loss = w * wp * pos_loss + (wn * F.softplus(neg)).sum()
     loss.backward()
-    expected_u = U[u] - lr * (tu.grad[u].numpy() + reg * U[u])
     rows = [i, 0, 4]
-    expected_v = V.copy()
-    for r in rows:
-        expected_v[r] = V[r] - lr * (tv.grad[r].numpy() + reg * V[r])
+    expected_u, expected_v = sgd_reference(U, V, tu, tv, u, rows, lr, reg)
     last_loss, last_weight = np.full(3, np.nan, np.float32), np.ones(3, np.float32)
     got = mf_sgd_epoch(U, V, None, np.array([0, u, 0]), np.array([0, i, 0]), np.array([1]), negs,
                        np.array([1.0, w, 1.0], np.float32), lr, reg, objective, 1,
