@@ -34,52 +34,16 @@ def _logistic(x):
 
 
 @njit(cache=True, fastmath=True)
-def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef, beta, rce_neg, rec):
-    """One SGD step on one positive and its negatives: every score is computed with the old
-    parameters, then item rows and finally the user row are updated.
-
-    ``beta >= 0`` applies R-CE (the denoiser :class:`recfb.denoise.RCE`, as the training step
-    does): the positive's loss weighted by ``sigmoid(s_ui)^beta`` and, with ``rce_neg``, each
-    negative's term (BCE) or pair term (BPR) by ``sigmoid(-s_uj)^beta``, the weights held
-    constant. ``rec[0]``/``rec[1]`` receive the positive's loss and R-CE weight (for the
-    denoiser's noise scores)."""
+def _apply_update(U, V, b, has_bias, u, i, negs, lr, reg, c_pos, coef, grad_u):
+    """The SGD step of one sample from its coefficients (``c_pos`` of the positive, ``coef[k]``
+    of each negative, all from the old parameters): item rows first, then the user row.
+    d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u. Simple loops over the
+    factors, each of which vectorises (a fused pass with an inner loop over the negatives was
+    slower: benchmarks/RESULTS.md, "Why the code is shaped this way")."""
     d = U.shape[1]
     n = negs.size
     pu = U[u]
     vi = V[i]
-    s_pos = _dot(pu, vi) + (b[i] if has_bias else np.float32(0.0))
-    wp = np.float32(1.0)
-    if beta >= 0:
-        wp = np.float32(_logistic(s_pos)[1] ** beta)
-    loss = 0.0
-    pos_loss = 0.0
-    c_pos = np.float32(0.0)
-    for k in range(n):
-        j = negs[k]
-        s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
-        wn = np.float32(1.0)
-        if beta >= 0 and rce_neg:
-            wn = np.float32(_logistic(-s_neg)[1] ** beta)
-        if kind == BPR:
-            sp, sig = _logistic(s_neg - s_pos)
-            pos_loss += wn * sp / n
-            z = np.float32(w * wp * wn * sig / n)
-            c_pos += z
-            coef[k] = -z
-        else:
-            sp, sig = _logistic(s_neg)
-            loss += wn * sp
-            coef[k] = -np.float32(wn * sig)
-    if kind == BCE:
-        sp, sig = _logistic(-s_pos)
-        pos_loss = sp
-        c_pos = np.float32(w * wp * sig)
-    loss += w * wp * pos_loss
-    rec[0] = pos_loss
-    rec[1] = wp
-    # d(-loss)/du = c_pos v_i + sum_k coef_k v_jk ; d(-loss)/dv = coef u. Simple loops over the
-    # factors, each of which vectorises (a fused pass with an inner loop over the negatives was
-    # slower: benchmarks/RESULTS.md, "Why the code is shaped this way")
     for f in range(d):
         grad_u[f] = c_pos * vi[f]
     for k in range(n):
@@ -100,6 +64,74 @@ def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef
             b[negs[k]] += lr * coef[k]
     for f in range(d):
         pu[f] += lr * (grad_u[f] - reg * pu[f])
+
+
+@njit(cache=True, fastmath=True)
+def _sample_update(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef):
+    """One SGD step on one positive and its negatives: every score is computed with the old
+    parameters, then :func:`_apply_update`. Returns the sample's loss."""
+    n = negs.size
+    pu = U[u]
+    s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
+    loss = 0.0
+    c_pos = np.float32(0.0)
+    for k in range(n):
+        j = negs[k]
+        s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
+        if kind == BPR:
+            sp, sig = _logistic(s_neg - s_pos)
+            loss += sp / n
+            z = np.float32(w * sig / n)
+            c_pos += z
+            coef[k] = -z
+        else:
+            sp, sig = _logistic(s_neg)
+            loss += sp
+            coef[k] = -np.float32(sig)
+    if kind == BCE:
+        sp, sig = _logistic(-s_pos)
+        loss += sp
+        c_pos = np.float32(w * sig)
+    _apply_update(U, V, b, has_bias, u, i, negs, lr, reg, c_pos, coef, grad_u)
+    return loss
+
+
+@njit(cache=True, fastmath=True)
+def _sample_update_rce(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, coef, beta, rce_neg, rec):
+    """:func:`_sample_update` under R-CE (the denoiser :class:`recfb.denoise.RCE`, as the
+    training step applies it): the positive's loss weighted by ``sigmoid(s_ui)^beta`` and, with
+    ``rce_neg``, each negative's term (BCE) or pair term (BPR) by ``sigmoid(-s_uj)^beta``, the
+    weights held constant. ``rec[0]``/``rec[1]`` receive the positive's loss and its weight
+    (the denoiser's noise scores); the returned loss is the step's weighted one."""
+    n = negs.size
+    pu = U[u]
+    s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
+    wp = np.float32(_logistic(s_pos)[1] ** beta)
+    loss = 0.0
+    pos_loss = 0.0
+    c_pos = np.float32(0.0)
+    for k in range(n):
+        j = negs[k]
+        s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
+        wn = np.float32(_logistic(-s_neg)[1] ** beta) if rce_neg else np.float32(1.0)
+        if kind == BPR:
+            sp, sig = _logistic(s_neg - s_pos)
+            pos_loss += wn * sp / n
+            z = np.float32(w * wp * wn * sig / n)
+            c_pos += z
+            coef[k] = -z
+        else:
+            sp, sig = _logistic(s_neg)
+            loss += wn * sp
+            coef[k] = -np.float32(wn * sig)
+    if kind == BCE:
+        sp, sig = _logistic(-s_pos)
+        pos_loss = sp
+        c_pos = np.float32(w * wp * sig)
+    loss += w * wp * pos_loss
+    rec[0] = pos_loss
+    rec[1] = wp
+    _apply_update(U, V, b, has_bias, u, i, negs, lr, reg, c_pos, coef, grad_u)
     return loss
 
 
@@ -119,11 +151,15 @@ def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weigh
         for p in range(lo, hi):
             s = order[p]
             w = weights[s] if has_weights else 1.0
-            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u, coef,
-                                  beta, rce_neg, rec)
-            if record:
-                last_loss[s] = rec[0]
-                last_weight[s] = rec[1]
+            if beta >= 0:
+                acc += _sample_update_rce(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind,
+                                          grad_u, coef, beta, rce_neg, rec)
+                if record:
+                    last_loss[s] = rec[0]
+                    last_weight[s] = rec[1]
+            else:
+                acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u,
+                                      coef)
         losses[c] = acc
     return losses.sum()
 
@@ -176,11 +212,10 @@ def _epoch_tce(U, V, b, has_bias, users, items, order, negatives, weights, has_w
         for p in prange(lo, hi):
             grad_u = np.empty(U.shape[1], np.float32)
             coef = np.empty(negatives.shape[1], np.float32)
-            rec = np.empty(2)
             s = order[p]
             w = (weights[s] if has_weights else 1.0) * weight[p - lo]
-            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u, coef,
-                                  -1.0, False, rec)
+            acc += _sample_update(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, kind, grad_u,
+                                  coef)
             last_loss[s] = losses[p - lo]
             last_weight[s] = weight[p - lo]
         total += acc
