@@ -76,11 +76,23 @@ class SequenceTrainer(EpochLoop):
         perm = self._shard(torch.randperm(self.rows.size, generator=gen, device=dev)).cpu().numpy()
         total, count_all = 0.0, 0
         for start in range(0, perm.size, cfg.batch_size):
+            # several ranks: the batch's random draws (negatives, masks) from a generator of this
+            # rank and step, so that ranks do not draw the same ones for different sequences; a
+            # function of (seed, rank, step) alone, so a resumed run draws what it would have
+            batch_gen = gen if self.comm is None else _rank_step_generator(cfg.seed, self.comm.rank, state["step"], dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-                loss_sum, count = self.batch_loss(self.rows[perm[start:start + cfg.batch_size]], gen)
+                loss_sum, count = self.batch_loss(self.rows[perm[start:start + cfg.batch_size]], batch_gen)
             loss = loss_sum.float() / max(count, 1)
             self._optimizer_step(loss, opts)
             total += float(loss.detach()) * count
             count_all += count
             state["step"] += 1
         return total, count_all
+
+
+def _rank_step_generator(seed, rank: int, step: int, device) -> torch.Generator:
+    """A generator seeded by (seed, rank, step) only (a distributed run's per-batch draws)."""
+    g = torch.Generator(device=device)
+    g.manual_seed(int(np.random.SeedSequence([0 if seed is None else int(seed), int(rank), int(step)])
+                      .generate_state(1, np.uint64)[0] >> np.uint64(1)))
+    return g

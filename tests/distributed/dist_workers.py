@@ -207,8 +207,28 @@ def check_cli(comm, outdir):
     return {"status": status, "stdout": printed.getvalue()}
 
 
+def sequences():
+    """A small ordered log for the sequential models."""
+    from recfb.data import Interactions
+    rng = np.random.default_rng(4)
+    users = np.repeat(np.arange(40), 6)
+    return Interactions.from_arrays(users, rng.integers(0, 15, users.size), timestamps=np.arange(users.size),
+                                    item_ids=np.arange(15))
+
+
+def check_models(comm, outdir):
+    """LightGCN and SASRec under fit(distributed=True): the weights every rank ends with."""
+    from recfb.models import LightGCN, SASRec
+    X = train_matrix()
+    lgcn = LightGCN(factors=8, iterations=2, batch_size=64, device="cpu").fit(X, show_progress=False,
+                                                                              distributed=True)
+    seq = SASRec(factors=8, iterations=2, batch_size=8, max_len=5, dropout=0.2, random_state=0,
+                 device="cpu").fit(sequences(), show_progress=False, distributed=True)
+    return {"lgcn_items": lgcn.item_factors, "sasrec_items": seq.net_.item.weight.detach().numpy()}
+
+
 CHECKS = {"cli": check_cli, "comm": check_comm, "ddp": check_ddp, "eval": check_eval, "ease": check_ease,
-          "parquet": check_parquet,
+          "models": check_models, "parquet": check_parquet,
           "train": check_train}
 
 

@@ -182,7 +182,7 @@ class SASRec(Recommender):
     # ------------------------------------------------------------------ fit
     def fit(self, interactions, show_progress: bool = True, *, valid_items=None, checkpoint=None,
             resume: bool = False, callbacks=(), time_limit: float | None = None, valid_users=None, valid_metric=None,
-            valid=None):
+            valid=None, distributed: bool | None = False):
         """Train on ordered interactions through the common epoch loop
         (:class:`recfb.train.sequence.SequenceTrainer`: random batches of sequences, grouped
         by length inside a batch, bfloat16 autocast on CUDA).
@@ -199,7 +199,12 @@ class SASRec(Recommender):
         uninterrupted one ends). ``time_limit`` (seconds of training, summed over resumed
         runs) stops after the epoch that passes it, like early stopping. After fitting,
         ``history_`` holds each epoch's logs, ``best_epoch_`` the restored epoch and
-        ``stopped_by_`` why training ended (``"epochs"``, ``"patience"``, ``"time_limit"``)."""
+        ``stopped_by_`` why training ended (``"epochs"``, ``"patience"``, ``"time_limit"``).
+        ``distributed`` (True, or None: when a process group is initialised) trains on
+        torch.distributed as the embedding models do (:mod:`recfb.distributed`): each rank its
+        shard of every epoch's sequences, gradients averaged, rank 0 validating and writing; a
+        rank's random draws come from a generator of (seed, rank, step)."""
+        from recfb.models._embedding import _comm
         from recfb.train import TrainConfig
         from recfb.train.sequence import SequenceTrainer
 
@@ -210,6 +215,7 @@ class SASRec(Recommender):
                           DeprecationWarning, stacklevel=2)
             valid_items = valid
         self._check_params()
+        comm = _comm(distributed)
         if self.l2 is not None:
             warnings.warn(f"{type(self).__name__}(l2=...) is deprecated; use weight_decay={self.l2!r} (Adam weight "
                           "decay; l2 means the ridge penalty in EASE).", DeprecationWarning, stacklevel=2)
@@ -260,7 +266,7 @@ class SASRec(Recommender):
                                  time_limit=time_limit)
             trainer = SequenceTrainer(self.net_, self._batch_loss, trainable, config, dev,
                                       fingerprint=self._fingerprint(self.hist_indptr_, self.hist_items_),
-                                      validate=validate, callbacks=callbacks)
+                                      validate=validate, callbacks=callbacks, comm=comm)
             if grow:
                 trainer.callbacks.append(schedule.GrowingPatience(trainer))
             trainer.fit()
