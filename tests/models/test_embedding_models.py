@@ -141,13 +141,14 @@ def test_all_zero_weights_rows_and_bad_features():
 
 # ---------------------------------------------------------------- defaults derived at fit time
 def test_auto_optimizer_takes_the_fused_kernel_only_where_it_applies():
-    from recfb.denoise import TCE
+    from recfb.denoise import PLD, TCE
     X, _ = checkerboard_holdout(20)
     kw = dict(factors=4, iterations=2, device="cpu")
     assert BPR(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="bce", **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="relmf", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # objective without a kernel
-    assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
+    assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "adam"  # per-batch resampling
+    assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"  # in the kernel
     assert CML(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert CML(**kw).fit(X, show_progress=False, item_features=np.ones((X.shape[1], 2))).optimizer_ == "adam"
     assert BPR(optimizer="adam", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # explicit wins

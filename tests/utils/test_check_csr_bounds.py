@@ -246,9 +246,10 @@ def test_index_load_refuses_stored_user_rows_outside_the_catalogue(tmp_path):
     with np.load(arrays_file, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["user_items.indices"] = arrays["user_items.indices"].copy()
-    arrays["user_items.indices"][3] = 10**7  # a tampered file with a recomputed checksum
-    with open(arrays_file, "wb") as fh:
-        np.savez(fh, **arrays)
+    arrays["user_items.indices"][3] = 10**7  # a tampered file with recomputed checksums
+    from recfb.serving import persist
+    from recfb.utils.container import METADATA_KEY, write_container
+    write_container(arrays_file, {k: v for k, v in arrays.items() if k != METADATA_KEY}, {}, persist.ARRAYS_FORMAT, 1)
     meta_file = tmp_path / "ix" / "metadata.json"
     meta = json.loads(meta_file.read_text())
     meta["sha256"]["arrays.npz"] = hashlib.sha256(arrays_file.read_bytes()).hexdigest()
