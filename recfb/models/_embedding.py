@@ -159,8 +159,8 @@ class EmbeddingRecommender(Recommender):
 
     def _resolve_optimizer(self, objective, denoiser, comm=None, inputs=None) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
-        BCE objective, CML with its WARP hinge; no denoiser, CPU, one process), Adam everywhere
-        else; any other name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
+        BCE objective, CML with its WARP hinge; no denoiser but MF's R-CE or T-CE, CPU, one
+        process), Adam everywhere else; any other name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
         if self.optimizer not in ("auto", "fused_sgd"):
             return self.optimizer
         extra = list(self._fused_blockers(**(inputs or {})))

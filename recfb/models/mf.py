@@ -127,8 +127,8 @@ class MF(EmbeddingRecommender):
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
         ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
-        BCE objective, no denoiser, CPU), ``"adam"`` everywhere else. ``"fused_sgd"``: per-sample
-        SGD in a compiled Hogwild kernel (as implicit's BPR does; its speed against the
+        BCE objective, no denoiser other than R-CE or T-CE, CPU), ``"adam"`` everywhere else.
+        ``"fused_sgd"``: per-sample SGD in a compiled Hogwild kernel (as implicit's BPR does; its speed against the
         autograd loop is in benchmarks/RESULTS.md); with ``num_threads=1`` it is deterministic, with more threads
         updates race (as in implicit), so runs agree in quality but not bit for bit.
     lr_schedule : {"auto", None, "cosine", "step", "exponential"}, default "auto"
