@@ -7,7 +7,8 @@ from recfb.models.base import load
 SUBPACKAGES = ("cli", "data", "datasets", "debias", "denoise", "distributed", "evaluation", "losses", "models",
                "sampling", "serving", "simulate", "testing", "train", "tune", "utils")
 
-__all__ = ["__version__", "load", *SUBPACKAGES]
+__all__ = ["__version__", "load", "cli", "data", "datasets", "debias", "denoise", "distributed", "evaluation", "losses",
+           "models", "sampling", "serving", "simulate", "testing", "train", "tune", "utils"]
 
 
 def __getattr__(name):

@@ -59,27 +59,31 @@ def test_weight_decay_is_adams_and_l2_its_deprecated_name(cls, tmp_path):
 
 
 @pytest.mark.parametrize("kw,err,match", [
-    ({"dropout": "0.1"}, TypeError, "dropout must be a real number"),
+    ({"dropout": "0.1"}, TypeError, r"dropout == '0.1', must be in \[0, 1\) \(got str\)"),
     ({"dropout": 1.0}, ValueError, r"dropout == 1.0, must be in \[0, 1\)"),
-    ({"learning_rate": None}, TypeError, "learning_rate must be a real number"),
-    ({"learning_rate": 0.0}, ValueError, r"learning_rate == 0.0, must be in \(0, inf\)"),
-    ({"gbce_t": True}, TypeError, "gbce_t must be a real number"),
+    ({"learning_rate": None}, TypeError, r"learning_rate == None, must be a finite number > 0 \(got NoneType\)"),
+    ({"learning_rate": 0.0}, ValueError, r"learning_rate == 0.0, must be a finite number > 0"),
+    ({"gbce_t": True}, TypeError, r"gbce_t == True, must be in \[0, 1\] \(got bool\)"),
     ({"gbce_t": float("nan")}, ValueError, "gbce_t == nan"),
     ({"weight_decay": -1.0}, ValueError, "weight_decay == -1.0"),
-    ({"loss": 3}, TypeError, "loss must be a str"),
+    ({"loss": 3}, TypeError, r"loss == 3, must be one of 'bce', 'gbce', 'sampled_softmax', 'softmax' \(got int\)"),
     ({"loss": "hinge"}, ValueError, "loss == 'hinge'"),
-    ({"factors": 8.0}, TypeError, "factors must be an int"),
+    ({"factors": 8.0}, TypeError, r"factors == 8.0, must be an int >= 1 \(got float\)"),
     ({"max_len": 0}, ValueError, "max_len == 0"),
-    ({"patience": 1.5}, TypeError, "patience must be an int"),
+    ({"patience": 1.5}, TypeError, r"patience == 1.5, must be an int >= 1 or None \(got float\)"),
     ({"valid_negatives": 0}, ValueError, "valid_negatives == 0"),
 ])
 def test_one_error_type_per_kind_of_mistake(kw, err, match):
-    with pytest.raises(err, match=match):
+    """One InvalidParameterError for every bad parameter (a TypeError and a ValueError, so both
+    kinds of except clause catch it), naming the value, the accepted forms and the type."""
+    from recfb.utils.errors import InvalidParameterError
+    with pytest.raises(InvalidParameterError, match=match) as info:
         SASRec(**{**SMALL, **kw}).fit(data(), show_progress=False)
+    assert isinstance(info.value, err)
 
 
 def test_mask_prob_errors():
-    with pytest.raises(TypeError, match="mask_prob must be a real number"):
+    with pytest.raises(TypeError, match=r"mask_prob == '0.2', must be in \(0, 1\) \(got str\)"):
         BERT4Rec(mask_prob="0.2", num_heads=2, **SMALL).fit(data(), show_progress=False)
     with pytest.raises(ValueError, match=r"mask_prob == 1.0, must be in \(0, 1\)"):
         BERT4Rec(mask_prob=1.0, num_heads=2, **SMALL).fit(data(), show_progress=False)

@@ -5,8 +5,9 @@ import numpy as np
 import torch
 
 from recfb.models.sequential.histories import pad_left, trim
-from recfb.models.sequential.sasrec import SASRec, check_real
+from recfb.models.sequential.sasrec import SASRec
 from recfb.train.sequence import gather_rows, length_groups
+from recfb.utils.params import Interval
 
 
 class BERT4Rec(SASRec):
@@ -38,10 +39,6 @@ class BERT4Rec(SASRec):
                          valid_negatives=valid_negatives, random_state=random_state, device=device, l2=l2)
         self.mask_prob = mask_prob
 
-    def _check_params(self):
-        super()._check_params()
-        check_real(self.mask_prob, "mask_prob", 0, 1, low_open=True, high_open=True)
-
     def _min_length(self) -> int:
         return 1
 
@@ -71,3 +68,9 @@ class BERT4Rec(SASRec):
         inp = pad_left(indptr, items, rows, self.max_len - 1) if self.max_len > 1 else np.zeros((rows.size, 0), np.int64)
         tail = np.full((rows.size, 1), self.n_items_ + 1, np.int64)
         return np.hstack([inp, tail])
+
+
+BERT4Rec._parameter_constraints = {
+    **{k: v for k, v in SASRec._parameter_constraints.items() if k in BERT4Rec._param_names()},
+    "mask_prob": [Interval("real", 0, 1, closed="neither")],
+}

@@ -23,3 +23,7 @@ class gSASRec(SASRec):  # noqa: N801 - the paper's name
                          eval_every=eval_every, valid_negatives=valid_negatives, random_state=random_state,
                          device=device, l2=l2)
 
+
+
+gSASRec._parameter_constraints = {k: v for k, v in SASRec._parameter_constraints.items()
+                                  if k in gSASRec._param_names()}

@@ -18,26 +18,12 @@ from recfb.sampling.negative import VerifiedUniformNegatives
 from recfb.train.loop import array_digest, describe
 from recfb.train.sequence import gather_rows, length_groups
 from recfb.utils.device import resolve_device, seeded_rng
-from recfb.utils.errors import DataError, NotFittedError
+from recfb.utils.errors import DataError, InvalidParameterError, NotFittedError
+from recfb.utils.params import Instance, Interval, Options
 from recfb.utils.validation import check_csr, check_positive_int
 
 #: the ``loss=`` names (:data:`recfb.losses.sequence.SEQUENCE_OBJECTIVES`)
 LOSSES = tuple(SEQUENCE_OBJECTIVES)
-
-
-def check_real(value, name: str, low: float | None, high: float | None, *, low_open: bool = False,
-               high_open: bool = False) -> float:
-    """``value`` as float; TypeError unless a real number, ValueError unless finite and in the
-    interval from ``low`` to ``high`` (None: unbounded; ``*_open``: the bound excluded)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__}).")
-    ok = np.isfinite(value) and (low is None or (value > low if low_open else value >= low)) and (
-        high is None or (value < high if high_open else value <= high))
-    if not ok:
-        lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
-        hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-        raise ValueError(f"{name} == {value!r}, must be in {lo}, {hi}.")
-    return float(value)
 
 
 class SASRec(Recommender):
@@ -137,28 +123,31 @@ class SASRec(Recommender):
     needs_fitted_users = True
 
     # ------------------------------------------------------------------ checks
+    _parameter_constraints = {
+        **{name: [Interval("int", 1, None)] for name in
+           ("factors", "batch_size", "max_len", "num_blocks", "num_heads", "num_negatives")},
+        **{name: [Interval("int", 1, None), None] for name in
+           ("iterations", "eval_every", "patience", "valid_negatives")},
+        "loss": [Options(LOSSES)],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "learning_rate": [Interval("real", 0, None, closed="neither")],
+        "gbce_t": [Interval("real", 0, 1)],
+        "weight_decay": [Interval("real", 0, None)],
+        "l2": [Interval("real", 0, None), None],
+        "random_state": [Interval("int", 0, None), None],
+        "device": [Instance(str, torch.device), None],
+    }
+
     def _check_params(self):
-        """TypeError for a value of the wrong type, ValueError for one out of range."""
-        for name in ("factors", "batch_size", "max_len", "num_blocks", "num_heads", "num_negatives"):
-            check_positive_int(getattr(self, name), name)
-        for name in ("iterations", "eval_every", "patience", "valid_negatives"):
-            if getattr(self, name) is not None:
-                check_positive_int(getattr(self, name), name)
-        if not isinstance(self.loss, str):
-            raise TypeError(f"loss must be a str, one of {LOSSES}; got {self.loss!r} ({type(self.loss).__name__}).")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss == {self.loss!r}, must be one of {LOSSES}.")
+        """Every parameter against :attr:`_parameter_constraints` (InvalidParameterError, a
+        TypeError and a ValueError), then the checks across parameters."""
+        self._validate_params()
         if self.factors % self.num_heads:
-            raise ValueError(f"factors == {self.factors} must be divisible by num_heads == {self.num_heads}.")
-        check_real(self.dropout, "dropout", 0, 1, high_open=True)
-        check_real(self.learning_rate, "learning_rate", 0, None, low_open=True)
-        check_real(self.gbce_t, "gbce_t", 0, 1)
-        check_real(self.weight_decay, "weight_decay", 0, None)
-        if self.l2 is not None:
-            check_real(self.l2, "l2", 0, None)
-            if self.weight_decay != 0:
-                raise ValueError(f"l2 == {self.l2!r} and weight_decay == {self.weight_decay!r}: l2 is the deprecated "
-                                 "name of weight_decay; give weight_decay only.")
+            raise InvalidParameterError(f"factors == {self.factors} must be divisible by num_heads == "
+                                        f"{self.num_heads}.")
+        if self.l2 is not None and self.weight_decay != 0:
+            raise InvalidParameterError(f"l2 == {self.l2!r} and weight_decay == {self.weight_decay!r}: l2 is the "
+                                        "deprecated name of weight_decay; give weight_decay only.")
 
     def _weight_decay(self) -> float:
         """The Adam weight decay: ``weight_decay``, or the deprecated ``l2`` when given."""
