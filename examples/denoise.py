@@ -1,5 +1,6 @@
-"""Train MF on noisy implicit feedback with T-CE, R-CE, PLD and NBPO, and look at which
-training clicks T-CE treated as noise.
+"""Train MF on noisy implicit feedback with T-CE, R-CE, PLD and NBPO, at their defaults, and
+look at which training clicks T-CE treated as noise. T-CE and R-CE run inside the compiled
+kernel (as the plain losses do); PLD and NBPO train with Adam (``model.optimizer_``).
 
 Run: .venv/bin/python examples/denoise.py   (needs ml-100k: set RECFB_DATA_DIR, see README)
 """
@@ -18,18 +19,17 @@ X = split.train.matrix.copy()
 X.data[:] = 1
 T = split.test.matrix
 
-common = dict(factors=64, iterations=20, batch_size=2048, learning_rate=0.005, regularization=1e-5)
-models = {
-    "BCE": MF(loss="bce", num_negatives=4, **common),
+models = {  # every setting not written here is derived from the data at fit (see the README)
+    "BCE": MF(loss="bce"),
     # drop the 20% highest-loss positives of each batch, a rate reached 30% into training
-    "BCE + T-CE": MF(loss="bce", num_negatives=4, denoise=TCE(drop_rate=0.2, warmup=0.3), **common),
+    "BCE + T-CE": MF(loss="bce", denoise=TCE(drop_rate=0.2, warmup=0.3)),
     # weight positives by sigmoid(score)^beta and negatives by (1 - sigmoid(score))^beta
-    "BCE + R-CE": MF(loss="bce", num_negatives=4, denoise=RCE(beta=0.25), **common),
-    "BPR": MF(loss="bpr", **common),
+    "BCE + R-CE": MF(loss="bce", denoise=RCE(beta=0.25)),
+    "BPR": MF(loss="bpr"),
     # resample each positive from a pool of 5 of the user's items by softmax(-loss / 0.1)
-    "BPR + PLD": MF(loss="bpr", denoise=PLD(pool_size=5, temperature=0.1), **common),
+    "BPR + PLD": MF(loss="bpr", denoise=PLD(pool_size=5, temperature=0.1)),
     # label-flip likelihood with a learned rank-16 flip model
-    "NBPO": MF(loss=NBPO(flip_factors=16), num_negatives=4, negatives="verified", **common),
+    "NBPO": MF(loss=NBPO(flip_factors=16), negatives="verified"),
 }
 for name, model in models.items():
     model.fit(X, show_progress=False)
