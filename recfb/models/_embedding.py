@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recfb.distributed import get_comm
 from recfb.losses import Objective
 from recfb.models.base import Recommender
 from recfb.train import TrainConfig, Trainer, TrainSpec
@@ -113,7 +114,7 @@ class EmbeddingRecommender(Recommender):
         if valid_items is not None:
             valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
         self.device_ = resolve_device(self.device)
-        comm = _comm(distributed)
+        comm = get_comm(distributed)  # a no-op Comm for one process
         objective = self._objective(X)
         self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm, inputs)
         self._resolve_settings(X)
@@ -271,15 +272,6 @@ class EmbeddingRecommender(Recommender):
     def _set_state(self, arrays):
         self.user_factors = arrays["user_factors"]
         self.item_factors = arrays["item_factors"]
-
-
-def _comm(distributed):
-    """The communicator of a fit (None: one process). Imported only when asked for."""
-    if distributed is False:
-        return None
-    from recfb.distributed import get_comm
-    comm = get_comm(distributed)
-    return comm if comm.enabled else None
 
 
 def _neg_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -141,7 +141,7 @@ def test_the_loop_trains_its_shard_of_the_seeded_permutation(monkeypatch):
     import recfb.models._embedding as emb
     X, _ = checkerboard_holdout(20)
     comm, rec = HalfComm(), Recorder()
-    monkeypatch.setattr(emb, "_comm", lambda distributed: comm)
+    monkeypatch.setattr(emb, "get_comm", lambda distributed: comm if comm is not None else _one_process())
     m = MF(factors=4, iterations=2, batch_size=16, denoise=rec, device="cpu").fit(X, show_progress=False,
                                                                               distributed=True)
     assert m.optimizer_ == "adam"  # the fused kernel is single-process
@@ -151,6 +151,11 @@ def test_the_loop_trains_its_shard_of_the_seeded_permutation(monkeypatch):
     first = torch.randperm(X.nnz, generator=gen)[0::2]
     assert torch.equal(seen[:first.numel()], first)  # the even positions of epoch 1's permutation
     assert comm.reduced >= 2 * -(-first.numel() // 16)  # every step's gradients (+ the epoch losses)
+
+
+def _one_process():
+    from recfb.distributed import Comm
+    return Comm()
 
 
 class StrideComm(HalfComm):
@@ -174,7 +179,7 @@ def _record_batches(monkeypatch, comm, batch_size):
         seen.append((batch.index.clone(), batch.negatives.clone()))
         return original(self, batch)
     monkeypatch.setattr(step_mod.PairStep, "loss", loss)
-    monkeypatch.setattr(emb, "_comm", lambda distributed: comm)
+    monkeypatch.setattr(emb, "get_comm", lambda distributed: comm if comm is not None else _one_process())
     X, _ = checkerboard_holdout(20)
     MF(factors=4, iterations=1, batch_size=batch_size, optimizer="adam", device="cpu").fit(
         X, show_progress=False, distributed=comm is not None)

@@ -193,7 +193,7 @@ class SASRec(Recommender):
         torch.distributed as the embedding models do (:mod:`recfb.distributed`): each rank its
         shard of every epoch's sequences, gradients averaged, rank 0 validating and writing; a
         rank's random draws come from a generator of (seed, rank, step)."""
-        from recfb.models._embedding import _comm
+        from recfb.distributed import get_comm
         from recfb.train import TrainConfig
         from recfb.train.sequence import SequenceTrainer
 
@@ -204,7 +204,7 @@ class SASRec(Recommender):
                           DeprecationWarning, stacklevel=2)
             valid_items = valid
         self._check_params()
-        comm = _comm(distributed)
+        comm = get_comm(distributed)  # a no-op Comm for one process
         if self.l2 is not None:
             warnings.warn(f"{type(self).__name__}(l2=...) is deprecated; use weight_decay={self.l2!r} (Adam weight "
                           "decay; l2 means the ridge penalty in EASE).", DeprecationWarning, stacklevel=2)
