@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from recfb.losses.base import Batch
+from recfb.utils.errors import InvalidParameterError
 
 
 class PairStep:
@@ -44,7 +45,7 @@ class PairStep:
         self.weights, self.denoiser = weights, denoiser
         self.weights_negatives = denoiser is not None and denoiser.reweights_negatives_for(objective)
         if self.weights_negatives and not objective.weights_negatives:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{type(denoiser).__name__} reweights the sampled negatives, which the objective "
                 f"{getattr(objective, 'name', objective)!r} cannot apply (it has no per-negative terms it could "
                 f"weight); use loss='bpr' or 'bce', or {type(denoiser).__name__}(negatives=False) to weight the "
