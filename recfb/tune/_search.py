@@ -117,7 +117,8 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     start_from_model : bool, default True
         The first trial of a new study evaluates ``model``'s own values of the tuned parameters
         (those inside the space; a dict space only), so the result is never worse on
-        validation than the model as passed.
+        validation than the model as passed. Only the call that creates the study enqueues it:
+        workers joining a shared storage sample from their first trial.
     refit : bool, default True
         Fit ``best_model`` with the best parameters. False skips that fit (when the caller
         refits on train + validation anyway): ``best_model`` is None and ``best_value`` the
@@ -177,16 +178,24 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
         elif pruner is False:
             pruner = optuna.pruners.NopPruner()
+        # Creating the study is the one atomic step the storages offer (a unique name in RDB, the
+        # ordered log in a journal): only the process whose create wins enqueues the model's own
+        # parameters, so workers started together never both run the start trial.
+        created = True
         try:
-            study = optuna.create_study(storage=store, study_name=name, sampler=sampler, pruner=pruner,
-                                        direction="maximize", load_if_exists=True)
+            try:
+                study = optuna.create_study(storage=store, study_name=name, sampler=sampler, pruner=pruner,
+                                            direction="maximize")
+            except optuna.exceptions.DuplicatedStudyError:
+                created = False
+                study = optuna.load_study(storage=store, study_name=name, sampler=sampler, pruner=pruner)
         except Exception as exc:  # noqa: BLE001 - any storage failure: name the storage
             raise ValueError(f"storage {storage!r} is unreachable or not an Optuna storage: {exc}") from None
         _check_study(study, cls, key, proto)
-        if start_from_model and dists and n_before == 0:
+        if start_from_model and dists and created:
             start = {n: v for n, v in model.get_params().items() if n in dists and _contains(dists[n], v)}
             if start:
-                study.enqueue_trial(start, skip_if_exists=True)  # another process may have done it
+                study.enqueue_trial(start)
         if dists is not None and not dists and n_trials is not None and n_trials > 1:
             warnings.warn(f"nothing to tune for {cls.__name__} (empty search space or every parameter fixed); "
                           "running one trial.", stacklevel=2)

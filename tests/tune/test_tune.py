@@ -187,6 +187,18 @@ def test_two_processes_share_one_journal_storage(data, tmp_path):
     assert len({t.params["l2"] for t in res.study.trials}) == 5  # the workers did not repeat each other
 
 
+def test_start_trial_is_enqueued_only_by_the_process_that_creates_the_study(data, tmp_path):
+    # The race the two-process test can hit: a second worker reaches the storage after the first
+    # created the study but before its start trial is visible. That worker must not enqueue the
+    # model's own parameters again (CI once saw l2=500 run twice).
+    storage = str(tmp_path / "journal.log")
+    optuna.create_study(storage=tune.open_storage(storage), study_name="raced", direction="maximize")
+    res = run(EASE(), data, storage=storage, study_name="raced", n_trials=2, seed=1)
+    assert 500.0 not in [t.params["l2"] for t in res.study.trials]  # the joining worker sampled both
+    res = run(EASE(), data, storage=str(tmp_path / "fresh.log"), study_name="fresh", n_trials=2, seed=1)
+    assert res.study.trials[0].params["l2"] == 500.0  # the creator runs the start trial first
+
+
 # ---------------------------------------------------------------------- protocols
 def test_sampled_protocol(data):
     train, valid = data
