@@ -1,11 +1,13 @@
 """LightGCN (He et al., SIGIR 2020) on torch_geometric's LGConv, trained with BPR."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from numba import njit, prange
 
 from recfb.losses import make_objective
 from recfb.models._embedding import EmbeddingRecommender, embedding_constraints
@@ -56,9 +58,247 @@ def _make_conv():
     return SymmetricLGConv(normalize=False)
 
 
+# ---------------------------------------------------------------- CPU kernels (numba)
+# ``mean(x, A x, ..., A^K x) = h_K / (K + 1)`` with ``h_0 = x``, ``h_l = x + A h_(l-1)`` (Horner):
+# one pass per layer that reads h and x and writes the next h, no running sum to re-read. The
+# graph is bipartite, so one pass over the CSR rows of the larger ("outer") side against the
+# smaller ("inner") side computes both halves of ``A h``: each outer row gathers its inner
+# neighbours and scatters itself into their rows; the inner rows (lastfm-2k: the 1,892 users,
+# 0.5 MB at 64 factors) stay in cache and the outer ones are read once, in order. Threads split
+# the outer rows (by entries) and scatter into private copies of the inner side, summed after.
+@njit(cache=True, fastmath=True, parallel=True)
+def _bipartite_layer(ptr, idx, val, outer0, inner0, bounds, src, base, dst, part, scale, coef, extra,
+                     add_extra):  # pragma: no cover
+    """``dst = (base + A @ src) * scale``, plus ``coef[:, None] * extra`` when ``add_extra``
+    (``A``'s outer rows ``outer0 + o`` hold the entries ``val`` against the inner rows
+    ``inner0 + idx``; thread ``t`` takes the outer rows ``bounds[t]:bounds[t + 1]`` and scatters
+    into ``part[t]``)."""
+    n_threads, n_inner, d = part.shape
+    for t in prange(n_threads):
+        buf = part[t]
+        for a in range(n_inner):
+            for f in range(d):
+                buf[a, f] = 0.0
+        for o in range(bounds[t], bounds[t + 1]):
+            r = outer0 + o
+            dr, sr, br = dst[r], src[r], base[r]
+            for f in range(d):
+                dr[f] = 0.0
+            for k in range(ptr[o], ptr[o + 1]):
+                w, c = val[k], idx[k]
+                si, bc = src[inner0 + c], buf[c]
+                for f in range(d):
+                    dr[f] += w * si[f]
+                for f in range(d):
+                    bc[f] += w * sr[f]
+            for f in range(d):
+                dr[f] = (br[f] + dr[f]) * scale
+            if add_extra:
+                c, er = coef[r], extra[r]
+                for f in range(d):
+                    dr[f] += c * er[f]
+    for a in prange(n_inner):
+        r = inner0 + a
+        dr, br = dst[r], base[r]
+        for f in range(d):
+            s = part[0, a, f]
+            for t in range(1, n_threads):
+                s += part[t, a, f]
+            dr[f] = (br[f] + s) * scale
+        if add_extra:
+            c, er = coef[r], extra[r]
+            for f in range(d):
+                dr[f] += c * er[f]
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def _pair_scores(final, users, pos, neg, offset, pos_out, neg_out):  # pragma: no cover
+    """``pos_out[b] = <final[u_b], final[offset + i_b]>``, ``neg_out[b, j]`` likewise for ``neg[b, j]``."""
+    n_neg, d = neg.shape[1], final.shape[1]
+    for b in prange(users.shape[0]):
+        fu = final[users[b]]
+        fp = final[offset + pos[b]]
+        s = 0.0
+        for f in range(d):
+            s += fu[f] * fp[f]
+        pos_out[b] = s
+        for j in range(n_neg):
+            fq = final[offset + neg[b, j]]
+            s = 0.0
+            for f in range(d):
+                s += fu[f] * fq[f]
+            neg_out[b, j] = s
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def _pair_scores_backward(final, users, pos, neg, offset, grad_pos, grad_neg, grad, cols):  # pragma: no cover
+    """Adds the gradient of ``sum(grad_pos * pos_scores) + sum(grad_neg * neg_scores)`` w.r.t.
+    ``final`` into ``grad``; thread ``t`` owns the columns ``cols[t]:cols[t + 1]`` (no races)."""
+    n_neg = neg.shape[1]
+    for t in prange(cols.shape[0] - 1):
+        lo, hi = cols[t], cols[t + 1]
+        for b in range(users.shape[0]):
+            u, p, g = users[b], offset + pos[b], grad_pos[b]
+            for f in range(lo, hi):
+                grad[u, f] += g * final[p, f]
+                grad[p, f] += g * final[u, f]
+            for j in range(n_neg):
+                q, g = offset + neg[b, j], grad_neg[b, j]
+                for f in range(lo, hi):
+                    grad[u, f] += g * final[q, f]
+                    grad[q, f] += g * final[u, f]
+
+
+@njit(cache=True, fastmath=True, parallel=True)
+def _weighted_square_sum(x, rows, weights):  # pragma: no cover
+    """``sum_k weights[k] * ||x[rows[k]]||^2``."""
+    total = 0.0
+    for k in prange(rows.shape[0]):
+        xr, s = x[rows[k]], 0.0
+        for f in range(x.shape[1]):
+            s += xr[f] * xr[f]
+        total += weights[k] * s
+    return total
+
+
+@contextlib.contextmanager
+def _numba_threads():
+    """numba runs the kernels on torch's thread count (``torch.set_num_threads``), restored after."""
+    import numba
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        numba.set_num_threads(previous)
+
+
+class _BipartiteOperator:
+    """``P = mean(I, A, ..., A^K)`` of the normalised bipartite adjacency on CPU arrays, with
+    the kernels above; ``P`` is symmetric, so it is its own backward."""
+
+    def __init__(self, adjacency: sp.csr_matrix, n_users: int):
+        n = adjacency.shape[0]
+        n_items = n - n_users
+        # the smaller side is the inner one (its rows stay in cache)
+        if n_users <= n_items:
+            block, self.outer0, self.inner0, self.n_inner = adjacency[n_users:, :n_users], n_users, 0, n_users
+        else:
+            block, self.outer0, self.inner0, self.n_inner = adjacency[:n_users, n_users:], 0, n_users, n_items
+        block = sp.csr_matrix(block)
+        block.sort_indices()
+        self.ptr = block.indptr.astype(np.int64)
+        self.idx = block.indices.astype(np.int32)
+        self.val = block.data.astype(np.float32)
+        self._bounds = {}
+        self._scratch = None
+
+    def bounds(self, threads: int) -> np.ndarray:
+        """Outer-row boundaries giving each thread about the same number of entries."""
+        if threads not in self._bounds:
+            cuts = np.searchsorted(self.ptr, np.linspace(0, self.ptr[-1], threads + 1))
+            cuts[0], cuts[-1] = 0, len(self.ptr) - 1
+            self._bounds[threads] = np.maximum.accumulate(cuts).astype(np.int64)
+        return self._bounds[threads]
+
+    def mean_of_powers(self, x: np.ndarray, num_layers: int, coef: np.ndarray | None = None,
+                       extra: np.ndarray | None = None) -> np.ndarray:
+        """``mean(x, A x, ..., A^K x)`` of a C-contiguous (n, d) array (float32 or float64), a
+        new array; plus ``coef[:, None] * extra`` when given (added in the last pass)."""
+        add_extra = coef is not None
+        coef = np.zeros(1, x.dtype) if coef is None else coef
+        extra = x if extra is None else extra
+        if num_layers == 0:
+            return x + coef[:, None] * extra if add_extra else x.copy()
+        out = np.empty_like(x)
+        with _numba_threads() as threads:
+            key = (x.shape, x.dtype.str, threads)
+            if self._scratch is None or self._scratch[0] != key:  # kept between calls: no fresh pages per step
+                self._scratch = (key, np.empty_like(x), np.empty_like(x), np.empty((threads, self.n_inner, x.shape[1]),
+                                                                                     x.dtype))
+            _, h0, h1, part = self._scratch
+            src, bounds = x, self.bounds(threads)
+            for layer in range(num_layers):
+                last = layer == num_layers - 1
+                dst = out if last else (h0, h1)[layer % 2]
+                scale = x.dtype.type(1.0 / (num_layers + 1) if last else 1.0)
+                _bipartite_layer(self.ptr, self.idx, self.val, self.outer0, self.inner0, bounds, src, x, dst, part,
+                                 scale, coef, extra, add_extra and last)
+                src = dst
+        return out
+
+
+def _column_blocks(d: int, threads: int) -> np.ndarray:
+    return np.linspace(0, d, min(threads, d) + 1).astype(np.int64)
+
+
+class _MeanPropagation(torch.autograd.Function):
+    """``P @ x`` for the scorer's propagation ``P = mean(I, A, ..., A^K)``; ``A`` is symmetric,
+    so ``P`` is, and the backward pass is ``P @ grad``: one fused operator each way instead of
+    ``K`` sparse products, ``K`` sums and their autograd nodes."""
+
+    @staticmethod
+    def forward(ctx, x, scorer):
+        ctx.scorer = scorer
+        return scorer._apply_propagation(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.scorer._apply_propagation(grad.contiguous()), None
+
+
+class _PairScores(torch.autograd.Function):
+    """CPU: the batch's scores ``<f_u, f_i>`` of the propagated table ``F = P E`` and the L2
+    ``sum_k w_k ||E[r_k]||^2`` of its ego rows, from kernels. The backward scatters the scores'
+    gradient into one (n, d) table, propagates it back (``P`` is symmetric) and adds the L2's
+    rows to the result: no (B, d) gathers, no products of them, and one zero-filled table per
+    step instead of one per gather."""
+
+    @staticmethod
+    def forward(ctx, weight, users, pos, neg, l2_rows, l2_weights, scorer):
+        final = scorer._apply_propagation(weight)
+        pos_out = torch.empty(neg.shape[0], dtype=final.dtype)
+        neg_out = torch.empty(neg.shape, dtype=final.dtype)
+        with _numba_threads():
+            _pair_scores(final.numpy(), users.numpy(), pos.numpy(), neg.numpy(), scorer.n_users, pos_out.numpy(),
+                         neg_out.numpy())
+            l2 = _weighted_square_sum(weight.detach().numpy(), l2_rows.numpy(), l2_weights.numpy())
+        ctx.save_for_backward(weight, final, users, pos, neg, l2_rows, l2_weights)
+        ctx.scorer = scorer
+        return pos_out, neg_out, torch.tensor(l2, dtype=final.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_pos, grad_neg, grad_l2):
+        weight, final, users, pos, neg, l2_rows, l2_weights = ctx.saved_tensors
+        scorer = ctx.scorer
+        grad_pos = torch.zeros_like(pos, dtype=final.dtype) if grad_pos is None else grad_pos.contiguous()
+        grad_neg = torch.zeros_like(neg, dtype=final.dtype) if grad_neg is None else grad_neg.contiguous()
+        scatter = scorer._grad_buffer(final)
+        with _numba_threads() as threads:
+            _pair_scores_backward(final.numpy(), users.numpy(), pos.numpy(), neg.numpy(), scorer.n_users,
+                                  grad_pos.numpy(), grad_neg.numpy(), scatter, _column_blocks(final.shape[1], threads))
+        # the L2's gradient 2 w_k E[r_k], as a per-row coefficient added in P's last pass over the table
+        coef = None if grad_l2 is None else np.bincount(
+            l2_rows.numpy(), (2 * grad_l2 * l2_weights).numpy(), minlength=final.shape[0]).astype(scatter.dtype)
+        grad = torch.from_numpy(scorer._operator.mean_of_powers(scatter, scorer.num_layers, coef,
+                                                                weight.detach().numpy()))
+        return grad, None, None, None, None, None, None
+
+
 class LightGCNScorer(Scorer):
     """Ego embeddings E0 propagated ``num_layers`` times over the normalised graph; the final
-    embedding is the mean of E0..EK. Scores are inner products of final embeddings."""
+    embedding is the mean of E0..EK. Scores are inner products of final embeddings.
+
+    The layer is torch_geometric's ``LGConv`` (``self.conv``): :meth:`export` and every
+    non-CPU device propagate through it layer by layer. Training on CPU computes the same
+    ``mean(E0..EK)`` with one fused numba operator (:class:`_BipartiteOperator`) and takes the
+    batch's scores and L2 from kernels, because calling the layer ``K`` times costs a sparse
+    product with torch's copies, a dense sum per layer and their autograd nodes, each way, per
+    step: on lastfm-2k one step went from X ms to Y ms (``benchmarks/lightgcn_step.py``).
+    tests/models/test_lightgcn_speed_paths.py checks the two against each other and against a
+    dense float64 reference.
+    """
 
     def __init__(self, n_users, n_items, factors, generator, adjacency: sp.csr_matrix, *, num_layers=3,
                  regularization=1e-4):
@@ -75,32 +315,77 @@ class LightGCNScorer(Scorer):
             # not persistent: rebuilt from X at every fit, and a sparse CSR tensor cannot be
             # deep-copied, which early stopping does with the state dict (best weights)
             self.register_buffer("adj", adj.to_sparse_csr(), persistent=False)
+        self._operator = _BipartiteOperator(adjacency, n_users)  # the CPU kernels' copy of the graph
         self.conv = _make_conv()
         self.num_layers = num_layers
         self.regularization_weight = regularization
 
-    def propagate(self) -> torch.Tensor:
-        x = self.embedding.weight
+    def _fused(self, x: torch.Tensor) -> bool:
+        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+    def propagate_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """``mean(x, A x, ..., A^K x)`` through the ``LGConv`` layer, one call per layer."""
         out = x
         for _ in range(self.num_layers):
             x = self.conv(x, self.adj)
             out = out + x
         return out / (self.num_layers + 1)
 
+    def _apply_propagation(self, x: torch.Tensor) -> torch.Tensor:
+        """``P @ x`` without autograd: the fused kernel on CPU, the LGConv layers elsewhere."""
+        x = x.detach()
+        if self._fused(x):
+            return torch.from_numpy(self._operator.mean_of_powers(x.contiguous().numpy(), self.num_layers))
+        with torch.no_grad():
+            return self.propagate_layers(x)
+
+    def propagate(self) -> torch.Tensor:
+        """The final embeddings ``mean(E0..EK)`` (n_users + n_items, factors), differentiable."""
+        return _MeanPropagation.apply(self.embedding.weight, self)
+
+    def _grad_buffer(self, like: torch.Tensor) -> np.ndarray:
+        """A zeroed (n, d) array for the backward's scatter, kept between steps."""
+        buf = getattr(self, "_scatter", None)
+        if buf is None or buf.shape != tuple(like.shape) or buf.dtype != like.numpy().dtype:
+            buf = self._scatter = np.zeros(tuple(like.shape), like.numpy().dtype)
+        else:
+            buf.fill(0)
+        return buf
+
     def batch_scores(self, users, pos, neg):
+        weight = self.embedding.weight
+        if self._fused(weight):
+            # the kernels also take the batch's L2 (same rows), which regularization() returns
+            # when it is asked for this batch, as recfb.train.step.PairStep does next
+            rows, w = self._l2_rows(users, pos, neg, weight.dtype)
+            pos_s, neg_s, l2 = _PairScores.apply(weight, users.contiguous(), pos.contiguous(), neg.contiguous(), rows, w,
+                                                 self)
+            self._batch_l2 = (users, pos, neg, l2)
+            return pos_s, neg_s
         final = self.propagate()
         u = final[users]
         p = final[self.n_users + pos]
         n = final[self.n_users + neg]
         return (u * p).sum(-1), (u.unsqueeze(1) * n).sum(-1)
 
+    def _l2_rows(self, users, pos, neg, dtype):
+        """The batch's ego rows (users, positives, negatives) and their weights in the L2."""
+        rows = torch.cat([users, self.n_users + pos, self.n_users + neg.reshape(-1)])
+        w = torch.full((rows.numel(),), self.regularization_weight / (2 * users.numel()), dtype=dtype)
+        w[2 * users.numel():] /= neg.shape[1]
+        return rows, w
+
     def regularization(self, users, pos, neg):
+        memo = self.__dict__.pop("_batch_l2", None)
+        if memo is not None and memo[0] is users and memo[1] is pos and memo[2] is neg:
+            return memo[3]
         e = self.embedding
         reg = e(users).pow(2).sum() + e(self.n_users + pos).pow(2).sum() + e(self.n_users + neg).pow(2).sum() / neg.shape[1]
         return self.regularization_weight * reg / (2 * users.numel())
 
     def export(self):
-        final = self.propagate().detach().cpu()
+        with torch.no_grad():
+            final = self.propagate_layers(self.embedding.weight.detach()).cpu()
         return final[: self.n_users].numpy(), final[self.n_users:].numpy()
 
 
