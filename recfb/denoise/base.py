@@ -29,6 +29,13 @@ class Denoiser:
       ``losses`` are the detached per-positive losses, ``scores`` the detached positive scores,
       ``index`` the interaction indices (for per-interaction statistics).
 
+    - ``kernel_inputs(users, order, negatives, generator, epoch) -> dict or None`` on the
+      compiled kernel's path (``optimizer="fused_sgd"``), for a denoiser the kernel implements:
+      the random draws it needs for the samples ``order`` of this epoch, from the loop's
+      generator (PLD's pools, negatives and Gumbel noise); ``None``: none. The loop hands the
+      kernel at most ``kernel_span`` samples per call (``None``: the whole epoch), so the draws
+      stay bounded in memory.
+
     ``noise_scores()`` returns one number per training interaction, higher meaning "more
     likely noise" by the method's own criterion (for precision/recall of its decisions).
     ``state_dict()`` / ``load_state_dict()`` hold what a checkpoint must keep.
@@ -49,6 +56,13 @@ class Denoiser:
     def resample(self, index: torch.Tensor, step, generator: torch.Generator, epoch: int,
                  step_number: int) -> torch.Tensor:
         return index
+
+    #: samples per kernel call when :meth:`kernel_inputs` draws per sample (None: the epoch)
+    kernel_span = None
+
+    def kernel_inputs(self, users: torch.Tensor, order: torch.Tensor, negatives, generator: torch.Generator,
+                      epoch: int):
+        return None
 
     def negative_weights(self, neg_scores: torch.Tensor, step: int):
         return None

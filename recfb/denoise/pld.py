@@ -71,6 +71,26 @@ class PLD(Denoiser):
             choice = torch.argmax(loss.div_(-self.temperature).sub_(g), dim=1)
         return pool.gather(1, choice.unsqueeze(1)).squeeze(1)
 
+    #: 2**20 samples per kernel call: the pools, negatives and noise of a call take ~64 MiB
+    kernel_span = 1 << 20
+
+    def kernel_inputs(self, users, order, negatives, generator, epoch):
+        """The draws of the compiled kernel's PLD (``optimizer="fused_sgd"``,
+        :func:`recfb.train._fused._epoch_pld`) for the samples ``order``: each slot's pool of
+        ``pool_size`` of its user's positives (interaction indices, uniform with replacement),
+        one negative from the model's sampler, and Gumbel noise for the softmax draw; ``None``
+        during the warm-up epochs (the plain kernel). The kernel computes the pool's losses per
+        sample, with the parameters as they are just before that sample's update."""
+        if epoch < self.warmup_epochs:
+            return None
+        u = users[order]
+        n, k = u.numel(), self.pool_size
+        offsets = (torch.rand((n, k), generator=generator, device=u.device) * self.count_[u].unsqueeze(1)).long()
+        pool = self.start_[u].unsqueeze(1) + offsets
+        pool_neg = negatives.sample(u, 1, generator)[:, 0]
+        gumbel = torch.rand((n, k), generator=generator, device=u.device).clamp_(1e-12, 1).log_().neg_().log_().neg_()
+        return {"pool": pool, "negatives": pool_neg, "gumbel": gumbel}
+
     def noise_scores(self):
         """The last pool loss of every training interaction (NaN if never in a pool)."""
         return self.last_loss_.cpu().numpy()

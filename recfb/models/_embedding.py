@@ -140,7 +140,7 @@ class EmbeddingRecommender(Recommender):
 
     #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
     fused_objectives: tuple = ()
-    #: denoiser classes the kernel applies per sample (MF: R-CE)
+    #: denoiser classes the kernel applies per sample (MF: R-CE, T-CE, PLD)
     fused_denoisers: tuple = ()
 
     def _fused_blockers(self, **inputs) -> list:
@@ -160,7 +160,7 @@ class EmbeddingRecommender(Recommender):
 
     def _resolve_optimizer(self, objective, denoiser, comm=None, inputs=None) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
-        BCE objective, CML with its WARP hinge; no denoiser but MF's R-CE or T-CE, CPU, one
+        BCE objective, CML with its WARP hinge; no denoiser but MF's R-CE, T-CE or PLD, CPU, one
         process), Adam everywhere else; any other name as given (``"fused_sgd"`` where it does not apply raises, naming why)."""
         if self.optimizer not in ("auto", "fused_sgd"):
             return self.optimizer

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from recfb.denoise import RCE, TCE
+from recfb.denoise import PLD, RCE, TCE
 from recfb.losses import BCE as _BCEObjective
 from recfb.losses import BPR as _BPRObjective
 from recfb.losses import make_objective
@@ -27,7 +27,7 @@ class MFScorer(Scorer):
     """``s_ui = p_u . q_i (+ b_i)``. Shapes: users (B,), items (B,) or (B, n)."""
 
     fused_objectives = (_BPRObjective, _BCEObjective)
-    fused_denoisers = (RCE, TCE)
+    fused_denoisers = (RCE, TCE, PLD)
 
     def __init__(self, n_users, n_items, factors, generator, *, biases=False, sparse=False, regularization=0.0,
                  init_std=0.1):
@@ -64,12 +64,17 @@ class MFScorer(Scorer):
         return 0.5 * self.regularization_weight * reg / users.numel()
 
     def fused_epoch(self, users, items, order, negatives, weights, learning_rate, objective, num_threads,
-                    block_size=None, denoiser=None, step=0):
+                    block_size=None, denoiser=None, step=0, inputs=None):
         """One compiled per-sample SGD epoch (``optimizer="fused_sgd"``), in place. R-CE's
         weights are applied per sample; T-CE's per block of ``block_size`` samples (the
-        autograd loop's batch; ``step`` is the first block's step number, for its warm-up)."""
+        autograd loop's batch; ``step`` is the first block's step number, for its warm-up);
+        PLD's pool draw per sample from ``inputs`` (:meth:`recfb.denoise.PLD.kernel_inputs`;
+        None in its warm-up: the plain epoch)."""
         from recfb.train._fused import mf_sgd_epoch
-        rce = tce = None
+        rce = tce = pld = None
+        if isinstance(denoiser, PLD) and inputs is not None:
+            pld = (inputs["pool"].numpy(), inputs["negatives"].numpy(), inputs["gumbel"].numpy(),
+                   denoiser.temperature, denoiser.last_loss_.numpy())
         if isinstance(denoiser, RCE):
             rce = (denoiser.beta, denoiser.reweights_negatives_for(objective), denoiser.last_loss_.numpy(),
                    denoiser.last_weight_.numpy())
@@ -82,7 +87,7 @@ class MFScorer(Scorer):
                 None if self.bias is None else self.bias.weight.data.numpy().reshape(-1),
                 users.numpy(), items.numpy(), order.numpy(), negatives.numpy(),
                 None if weights is None else weights.numpy(), learning_rate, self.regularization_weight,
-                objective.name, num_threads, rce=rce, tce=tce)
+                objective.name, num_threads, rce=rce, tce=tce, pld=pld)
 
     def sparse_parameters(self):
         mods = [self.user, self.item] + ([self.bias] if self.bias is not None else [])
@@ -127,7 +132,7 @@ class MF(EmbeddingRecommender):
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
         ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
-        BCE objective, no denoiser other than R-CE or T-CE, CPU), ``"adam"`` everywhere else.
+        BCE objective, no denoiser other than R-CE, T-CE or PLD, CPU), ``"adam"`` everywhere else.
         ``"fused_sgd"``: per-sample SGD in a compiled Hogwild kernel (as implicit's BPR does; its speed against the
         autograd loop is in benchmarks/RESULTS.md); with ``num_threads=1`` it is deterministic, with more threads
         updates race (as in implicit), so runs agree in quality but not bit for bit.

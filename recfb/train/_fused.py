@@ -236,8 +236,57 @@ def _epoch_tce(U, V, b, has_bias, users, items, order, negatives, weights, has_w
     return total
 
 
+@njit(cache=True, fastmath=True)
+def _pool_loss(U, V, b, has_bias, u, i, j, kind):
+    """A PLD candidate's loss against its one negative ``j`` under the current parameters: BPR
+    ``softplus(s_uj - s_ui)``, BCE ``softplus(-s_ui) + softplus(s_uj)`` (the objective's loss
+    with one negative, as :meth:`recfb.train.step.PairStep.candidate_losses` computes it)."""
+    pu = U[u]
+    s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
+    s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
+    if kind == BPR:
+        return _logistic(s_neg - s_pos)[0]
+    return _logistic(-s_pos)[0] + _logistic(s_neg)[0]
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def _epoch_pld(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, n_chunks,
+               pool, pool_neg, gumbel, inv_temp, last_loss):
+    """PLD (:class:`recfb.denoise.PLD`) on per-sample SGD: before each sample is trained, the
+    losses of its pool of the user's positives (``pool[p]``, interaction indices) against
+    ``pool_neg[p]`` are computed with the current parameters, one is picked with probability
+    ``softmax(-loss / T)`` (Gumbel-max with the pre-drawn ``gumbel[p]``), and the sample trains
+    on the picked positive with its own negatives ``negatives[p]``. Each pool member's loss is
+    recorded in ``last_loss`` (the denoiser's noise scores)."""
+    n = order.size
+    k = pool.shape[1]
+    losses = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        grad_u = np.empty(U.shape[1], np.float32)
+        coef = np.empty(negatives.shape[1], np.float32)
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        acc = 0.0
+        for p in range(lo, hi):
+            u = users[order[p]]
+            best = pool[p, 0]
+            best_key = -np.inf
+            for q in range(k):
+                s = pool[p, q]
+                loss = _pool_loss(U, V, b, has_bias, u, items[s], pool_neg[p], kind)
+                last_loss[s] = loss
+                key = gumbel[p, q] - loss * inv_temp
+                if key > best_key:
+                    best_key = key
+                    best = s
+            w = weights[best] if has_weights else 1.0
+            acc += _sample_update(U, V, b, has_bias, u, items[best], negatives[p], w, lr, reg, kind, grad_u, coef)
+        losses[c] = acc
+    return losses.sum()
+
+
 def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_rate, regularization,
-                 objective: str, num_threads: int = 0, rce=None, tce=None) -> float:
+                 objective: str, num_threads: int = 0, rce=None, tce=None, pld=None) -> float:
     """One epoch of per-sample SGD, in place on float32 arrays ``U``, ``V`` (and ``bias``).
 
     ``order`` (n,) are the interaction indices to visit, ``negatives`` (n, k) their sampled
@@ -245,8 +294,9 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     per sample (see :func:`_sample_update`), recording each visited interaction's loss and
     weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). ``tce``: an optional
     ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight)`` applying T-CE per
-    block of ``block`` samples (see :func:`_epoch_tce`). Returns the summed loss (for the loop's
-    logging and NaN check).
+    block of ``block`` samples (see :func:`_epoch_tce`). ``pld``: an optional ``(pool, pool_neg,
+    gumbel, temperature, last_loss)`` resampling each sample's positive from its pool (see
+    :func:`_epoch_pld`). Returns the summed loss (for the loop's logging and NaN check).
     """
     kind = {"bpr": BPR, "bce": BCE}[objective]
     has_bias = bias is not None
@@ -260,6 +310,11 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
                                     np.float32(learning_rate), np.float32(regularization), kind, int(block),
                                     int(first_step), float(drop_rate), float(warmup_steps), last_loss, last_weight))
     with _kernel_threads(num_threads) as threads:
+        if pld is not None:
+            pool, pool_neg, gumbel, temperature, last_loss = pld
+            return float(_epoch_pld(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
+                                    np.float32(learning_rate), np.float32(regularization), kind, threads, pool,
+                                    pool_neg, gumbel, np.float32(1.0 / temperature), last_loss))
         if rce is None:
             return float(_epoch(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
                                 np.float32(learning_rate), np.float32(regularization), kind, threads))

@@ -444,10 +444,16 @@ class Trainer(EpochLoop):
             negs = self.negatives.sample(users[order], cfg.num_negatives, gen)
             lr = cfg.learning_rate * _schedule_factor(cfg, epoch)
             total = torch.zeros((), device=dev)
-            # a denoiser here is one the kernel implements (R-CE per sample, T-CE per block)
-            extra = {} if self.denoiser is None else {"denoiser": self.denoiser, "step": state["step"]}
-            total += self.scorer.fused_epoch(users, items, order, negs, weights, lr, self.objective,
-                                             cfg.num_threads, cfg.batch_size, **extra)
+            # a denoiser here is one the kernel implements (R-CE per sample, T-CE per block, PLD
+            # per sample from its draws, at most kernel_span samples per call)
+            span = (getattr(self.denoiser, "kernel_span", None) or order.numel()) if order.numel() else 1
+            for lo in range(0, order.numel(), span):
+                part = order[lo:lo + span]
+                extra = {} if self.denoiser is None else {
+                    "denoiser": self.denoiser, "step": state["step"] + lo // cfg.batch_size,
+                    "inputs": self.denoiser.kernel_inputs(users, part, self.negatives, gen, epoch)}
+                total += self.scorer.fused_epoch(users, items, part, negs[lo:lo + span], weights, lr, self.objective,
+                                                 cfg.num_threads, cfg.batch_size, **extra)
             state["step"] += -(-order.numel() // cfg.batch_size)  # the blocks of batch_size, as the autograd steps
             return float(total), order.numel()
         total = torch.zeros((), device=dev)
@@ -487,7 +493,7 @@ def fused_problems(kernel_objectives, objective, denoiser, device, model_name: s
 
     ``kernel_objectives`` are the objective classes the model's kernel implements (empty: it
     has none; MF's trains BPR and BCE, CML's its WARP hinge); ``kernel_denoisers`` the
-    denoiser classes it implements per sample (MF's: R-CE); ``extra`` are the model's own
+    denoiser classes it implements per sample (MF's: R-CE, T-CE, PLD); ``extra`` are the model's own
     reasons (e.g. CML with item features). ``optimizer="auto"`` takes the kernel exactly when
     this list is empty, and ``optimizer="fused_sgd"`` refuses with these reasons otherwise."""
     problems = []

@@ -256,8 +256,8 @@ def test_denoise_must_be_a_denoiser_and_fused_refuses_it():
         small(denoise="tce").fit(X, show_progress=False)
     with pytest.raises(ValueError, match="denoiser"):  # a denoiser the kernel does not implement
         small(optimizer="fused_sgd", denoise=Denoiser()).fit(X, show_progress=False)
-    with pytest.raises(ValueError, match=r"denoiser \(PLD\) needs per-batch losses"):  # PLD resamples by the losses
-        small(optimizer="fused_sgd", denoise=PLD()).fit(X, show_progress=False)
+    # PLD, T-CE and R-CE run inside the kernel (tests/train/test_fused_pld.py, test_fused_rce.py)
+    assert small(optimizer="fused_sgd", denoise=PLD()).fit(X, show_progress=False).optimizer_ == "fused_sgd"
 
 
 def test_tce_flags_injected_noise_better_than_chance():

@@ -147,7 +147,7 @@ def test_auto_optimizer_takes_the_fused_kernel_only_where_it_applies():
     assert BPR(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="bce", **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="relmf", **kw).fit(X, show_progress=False).optimizer_ == "adam"  # objective without a kernel
-    assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "adam"  # per-batch resampling
+    assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"  # in the kernel
     assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"  # in the kernel
     assert CML(**kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert CML(**kw).fit(X, show_progress=False, item_features=np.ones((X.shape[1], 2))).optimizer_ == "adam"

@@ -1,13 +1,13 @@
 """R-CE inside the compiled MF kernel: one sample's update equals the autograd SGD step on
 R-CE's weighted loss (weights held constant, as the training step holds them), and
-optimizer="auto" takes the kernel for R-CE while T-CE and PLD stay on autograd."""
+optimizer="auto" takes the kernel for R-CE, T-CE and PLD (tests/train/test_fused_pld.py)."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from test_fused import sgd_reference  # tests/train/test_fused.py (pytest puts its folder on sys.path)
 
-from recfb.denoise import PLD, RCE, TCE
+from recfb.denoise import PLD, RCE, TCE, Denoiser
 from recfb.models import MF
 from recfb.testing import checkerboard_holdout
 from recfb.train._fused import mf_sgd_epoch
@@ -45,7 +45,7 @@ def test_one_rce_sample_update_equals_autograd(objective, rce_neg):
     assert last_weight[1] == pytest.approx(float(wp), rel=1e-5)
 
 
-def test_auto_takes_the_kernel_for_rce_and_tce_not_pld():
+def test_auto_takes_the_kernel_for_rce_tce_and_pld_and_fused_refuses_another_denoiser():
     X, _ = checkerboard_holdout(16)
     kw = dict(factors=8, iterations=3, device="cpu", num_threads=1)
     rce = MF(loss="bce", denoise=RCE(), **kw).fit(X, show_progress=False)
@@ -55,9 +55,11 @@ def test_auto_takes_the_kernel_for_rce_and_tce_not_pld():
     assert not np.allclose(scores, 0)  # the kernel recorded its weights
     assert MF(loss="bpr", denoise=RCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
     assert MF(loss="bce", denoise=TCE(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
-    assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
-    with pytest.raises(ValueError, match=r"a denoiser \(PLD\) needs per-batch losses; the kernel implements RCE, TCE"):
-        MF(loss="bpr", denoise=PLD(), optimizer="fused_sgd", **kw).fit(X, show_progress=False)
+    assert MF(loss="bpr", denoise=PLD(), **kw).fit(X, show_progress=False).optimizer_ == "fused_sgd"
+    with pytest.raises(ValueError, match=r"a denoiser \(Denoiser\) needs per-batch losses; the kernel implements "
+                                         r"RCE, TCE, PLD only"):
+        MF(loss="bpr", denoise=Denoiser(), optimizer="fused_sgd", **kw).fit(X, show_progress=False)
+    assert MF(loss="bpr", denoise=Denoiser(), **kw).fit(X, show_progress=False).optimizer_ == "adam"
 
 
 def test_rce_with_beta_zero_on_the_kernel_is_the_plain_loss():
