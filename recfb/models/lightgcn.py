@@ -130,34 +130,63 @@ def _pair_scores(final, users, pos, neg, offset, pos_out, neg_out):  # pragma: n
             neg_out[b, j] = s
 
 
+@njit(cache=True, fastmath=True)
+def _counting_order(keys, n_keys):  # pragma: no cover
+    """(start, order): ``order[start[k]:start[k + 1]]`` are the positions of ``keys == k``, in order."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for e in range(keys.shape[0]):
+        start[keys[e] + 1] += 1
+    for k in range(n_keys):
+        start[k + 1] += start[k]
+    fill = start[:-1].copy()
+    order = np.empty(keys.shape[0], np.int64)
+    for e in range(keys.shape[0]):
+        order[fill[keys[e]]] = e
+        fill[keys[e]] += 1
+    return start, order
+
+
 @njit(cache=True, fastmath=True, parallel=True)
-def _pair_scores_backward(final, users, pos, neg, offset, grad_pos, grad_neg, grad, cols):  # pragma: no cover
-    """Adds the gradient of ``sum(grad_pos * pos_scores) + sum(grad_neg * neg_scores)`` w.r.t.
-    ``final`` into ``grad``; thread ``t`` owns the columns ``cols[t]:cols[t + 1]`` (no races)."""
-    n_neg = neg.shape[1]
-    for t in prange(cols.shape[0] - 1):
-        lo, hi = cols[t], cols[t + 1]
-        for b in range(users.shape[0]):
-            u, p, g = users[b], offset + pos[b], grad_pos[b]
-            for f in range(lo, hi):
-                grad[u, f] += g * final[p, f]
-                grad[p, f] += g * final[u, f]
-            for j in range(n_neg):
-                q, g = offset + neg[b, j], grad_neg[b, j]
-                for f in range(lo, hi):
-                    grad[u, f] += g * final[q, f]
-                    grad[q, f] += g * final[u, f]
+def _pair_scores_backward(final, users, items, grads, n_users, grad):  # pragma: no cover
+    """``grad`` = the gradient w.r.t. ``final`` of ``sum_e grads[e] * <final[users[e]], final[n_users + items[e]]>``
+    (every row written, zeros where no pair touches it). The pairs are ordered by item and by user
+    (counting sorts), so each row is summed by one thread in a fixed order: no races, and the
+    same result on any number of threads."""
+    n_items, d = grad.shape[0] - n_users, grad.shape[1]
+    item_start, by_item = _counting_order(items, n_items)
+    user_start, by_user = _counting_order(users, n_users)
+    for i in prange(n_items):
+        gi = grad[n_users + i]
+        for f in range(d):
+            gi[f] = 0.0
+        for k in range(item_start[i], item_start[i + 1]):
+            e = by_item[k]
+            g, fu = grads[e], final[users[e]]
+            for f in range(d):
+                gi[f] += g * fu[f]
+    for u in prange(n_users):
+        gu = grad[u]
+        for f in range(d):
+            gu[f] = 0.0
+        for k in range(user_start[u], user_start[u + 1]):
+            e = by_user[k]
+            g, fi = grads[e], final[n_users + items[e]]
+            for f in range(d):
+                gu[f] += g * fi[f]
 
 
 @njit(cache=True, fastmath=True, parallel=True)
 def _weighted_square_sum(x, rows, weights):  # pragma: no cover
-    """``sum_k weights[k] * ||x[rows[k]]||^2``."""
-    total = 0.0
+    """``sum_k weights[k] * ||x[rows[k]]||^2``, summed in one order on any number of threads."""
+    norms = np.empty(rows.shape[0], np.float64)
     for k in prange(rows.shape[0]):
         xr, s = x[rows[k]], 0.0
         for f in range(x.shape[1]):
             s += xr[f] * xr[f]
-        total += weights[k] * s
+        norms[k] = weights[k] * s
+    total = 0.0
+    for k in range(rows.shape[0]):
+        total += norms[k]
     return total
 
 
@@ -229,10 +258,6 @@ class _BipartiteOperator:
         return out
 
 
-def _column_blocks(d: int, threads: int) -> np.ndarray:
-    return np.linspace(0, d, min(threads, d) + 1).astype(np.int64)
-
-
 class _MeanPropagation(torch.autograd.Function):
     """``P @ x`` for the scorer's propagation ``P = mean(I, A, ..., A^K)``; ``A`` is symmetric,
     so ``P`` is, and the backward pass is ``P @ grad``: one fused operator each way instead of
@@ -272,12 +297,17 @@ class _PairScores(torch.autograd.Function):
     def backward(ctx, grad_pos, grad_neg, grad_l2):
         weight, final, users, pos, neg, l2_rows, l2_weights = ctx.saved_tensors
         scorer = ctx.scorer
-        grad_pos = torch.zeros_like(pos, dtype=final.dtype) if grad_pos is None else grad_pos.contiguous()
-        grad_neg = torch.zeros_like(neg, dtype=final.dtype) if grad_neg is None else grad_neg.contiguous()
-        scatter = scorer._grad_buffer(final)
-        with _numba_threads() as threads:
-            _pair_scores_backward(final.numpy(), users.numpy(), pos.numpy(), neg.numpy(), scorer.n_users,
-                                  grad_pos.numpy(), grad_neg.numpy(), scatter, _column_blocks(final.shape[1], threads))
+        n_neg = neg.shape[1]
+        grad_pos = torch.zeros_like(pos, dtype=final.dtype) if grad_pos is None else grad_pos
+        grad_neg = torch.zeros_like(neg, dtype=final.dtype) if grad_neg is None else grad_neg
+        # the batch's pairs (user, item, d loss / d score): positives, then the negatives
+        pair_users = torch.cat([users, users.repeat_interleave(n_neg)])
+        pair_items = torch.cat([pos, neg.reshape(-1)])
+        pair_grads = torch.cat([grad_pos.reshape(-1), grad_neg.reshape(-1)])
+        scatter = scorer._scatter_buffer(final)
+        with _numba_threads():
+            _pair_scores_backward(final.numpy(), pair_users.numpy(), pair_items.numpy(), pair_grads.numpy(),
+                                  scorer.n_users, scatter)
         # the L2's gradient 2 w_k E[r_k], as a per-row coefficient added in P's last pass over the table
         coef = None if grad_l2 is None else np.bincount(
             l2_rows.numpy(), (2 * grad_l2 * l2_weights).numpy(), minlength=final.shape[0]).astype(scatter.dtype)
@@ -343,13 +373,11 @@ class LightGCNScorer(Scorer):
         """The final embeddings ``mean(E0..EK)`` (n_users + n_items, factors), differentiable."""
         return _MeanPropagation.apply(self.embedding.weight, self)
 
-    def _grad_buffer(self, like: torch.Tensor) -> np.ndarray:
-        """A zeroed (n, d) array for the backward's scatter, kept between steps."""
+    def _scatter_buffer(self, like: torch.Tensor) -> np.ndarray:
+        """An (n, d) array for the backward's scatter (the kernel writes every row), kept between steps."""
         buf = getattr(self, "_scatter", None)
         if buf is None or buf.shape != tuple(like.shape) or buf.dtype != like.numpy().dtype:
-            buf = self._scatter = np.zeros(tuple(like.shape), like.numpy().dtype)
-        else:
-            buf.fill(0)
+            buf = self._scatter = np.empty(tuple(like.shape), like.numpy().dtype)
         return buf
 
     def batch_scores(self, users, pos, neg):
