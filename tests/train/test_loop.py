@@ -199,21 +199,26 @@ def test_training_leaves_the_callers_global_rng_alone():
     torch.testing.assert_close(torch.rand(3), expected)
 
 
-def test_time_limit_stops_after_the_epoch_that_passes_it():
+def test_time_limit_stops_after_the_epoch_that_passes_it(monkeypatch):
+    import types
+
+    import recfb.train.loop as loop_module
     from recfb.train.loop import EpochLoop, TrainConfig
+
+    clock = [0.0]  # a fake clock: each epoch takes exactly 0.05 s, however loaded the machine is
+    monkeypatch.setattr(loop_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
 
     class Slow(EpochLoop):
         def _fingerprint(self):
             return "x"
 
         def _run_epoch(self, epoch, gen, state, opts):
-            import time
-            time.sleep(0.05)
+            clock[0] += 0.05
             return 1.0, 1
 
     loop = Slow(torch.nn.Linear(1, 1), TrainConfig(epochs=100, time_limit=0.12, show_progress=False), "cpu")
     loop._run()
-    assert loop.stopped_by == "time_limit" and 3 <= len(loop.history) <= 4
+    assert loop.stopped_by == "time_limit" and len(loop.history) == 3  # 0.15 s is the first past 0.12
     full = Slow(torch.nn.Linear(1, 1), TrainConfig(epochs=2, show_progress=False), "cpu")._run()
     assert full.stopped_by == "epochs" and len(full.history) == 2
     with pytest.raises(ValueError, match="time_limit"):
