@@ -1,6 +1,6 @@
 """Train MF on noisy implicit feedback with T-CE, R-CE, PLD and NBPO, at their defaults, and
-look at which training clicks T-CE treated as noise. T-CE and R-CE run inside the compiled
-kernel (as the plain losses do); PLD and NBPO train with Adam (``model.optimizer_``).
+look at which training clicks T-CE treated as noise. T-CE, R-CE and PLD run inside the
+compiled kernel (as the plain losses do); NBPO trains with Adam (``model.optimizer_``).
 
 Run: .venv/bin/python examples/denoise.py   (needs ml-100k: set RECFB_DATA_DIR, see README)
 """
@@ -26,8 +26,8 @@ models = {  # every setting not written here is derived from the data at fit (se
     # weight positives by sigmoid(score)^beta and negatives by (1 - sigmoid(score))^beta
     "BCE + R-CE": MF(loss="bce", denoise=RCE(beta=0.25)),
     "BPR": MF(loss="bpr"),
-    # resample each positive from a pool of 5 of the user's items by softmax(-loss / 0.1)
-    "BPR + PLD": MF(loss="bpr", denoise=PLD(pool_size=5, temperature=0.1)),
+    # resample each positive from a pool of 5 of the user's items by softmax(-loss / 0.3)
+    "BPR + PLD": MF(loss="bpr", denoise=PLD()),
     # label-flip likelihood with a learned rank-16 flip model
     "NBPO": MF(loss=NBPO(flip_factors=16), negatives="verified"),
 }
