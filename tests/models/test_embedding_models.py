@@ -164,9 +164,12 @@ def test_derived_settings_follow_the_documented_rules_and_explicit_values_win():
     assert m.num_negatives_ == 1 and MF(loss="bce", factors=4, iterations=1, device="cpu").fit(
         X, show_progress=False).num_negatives_ == 4
     assert len(m.history_) == rule["iterations"]
-    # the rules at the swept sizes: more epochs and more L2 for small logs, bounded both ways
-    small, large, huge = (mf_auto_settings(n, "fused_sgd") for n in (7e4, 7e5, 1e8))
-    assert small["iterations"] == 200 and large["iterations"] == 57 and huge["iterations"] == 30
+    # the rules at the swept sizes: more epochs and more L2 for small logs, bounded both ways;
+    # past the 100-epoch cap the step takes up the 4e7-update budget (up to 0.1)
+    small, mid, large, huge = (mf_auto_settings(n, "fused_sgd") for n in (7e4, 3e5, 7e5, 1e8))
+    assert small["iterations"] == 100 and large["iterations"] == 57 and huge["iterations"] == 30
+    assert (small["learning_rate"], mid["learning_rate"], large["learning_rate"], huge["learning_rate"]) == (
+        0.1, round(0.05 * 4e7 / (100 * 3e5), 4), 0.05, 0.05) and mid["iterations"] == 100
     assert small["regularization"] == 0.03 and 0.01 <= large["regularization"] < 0.012 and huge["regularization"] == 0.01
     e = BPR(factors=4, iterations=3, learning_rate=0.2, regularization=0.0, lr_schedule=None,
             device="cpu").fit(X, show_progress=False)
