@@ -20,7 +20,8 @@ the clicks; the injected false clicks are removed from validation and test). NDC
 validation part selects, NDCG@20 on the clean test part is reported.
 
 Each grid point trains with per-epoch validation (the best epoch's weights kept, ``best_epoch_``
-reported), so the epochs are swept in the same run; the defaults are fitted as a user writes
+reported; unbiased grid points stop after ``GRID_PATIENCE`` epochs without a gain), so the epochs
+are swept in the same run; the defaults are fitted as a user writes
 them (no validation).
 """
 from __future__ import annotations
@@ -37,22 +38,53 @@ from recfb.models import MF, MostPopular
 
 # ---------------------------------------------------------------------- unbiased objectives
 UNBIASED_WORLDS = ("synthetic", "semi-ml-100k", "semi-coat", "coat")
-# loss -> list of product grids of explicit settings: a coordinate sweep around the defaults (the
-# default row is the centre, lr 0.01, L2 0.03, negative weight 1): L2, the Adam rate, the negative
-# weight. The epochs come from per-epoch validation up to the default rule's count (100 on these
-# logs). Logs above LARGE clicks run the reduced grid (CPU time on the 2-core machine).
+# loss -> list of product grids of explicit settings. Coarse: the Adam rate x L2 for every loss
+# (and L2 for naive BCE on the fused kernel, the comparison). Refined around the coarse winners
+# (lr 0.01, L2 0.1): propensity clip, sampled negatives, the negative weight, the batch size (the
+# number of Adam steps an epoch takes on a small log), the propensity exponent eta, and UBPR's
+# non-negative estimator ("nonnegative": True builds UBPR(nonnegative=True)). The epochs come from
+# per-epoch validation up to the default rule's count (100 on these logs), with GRID_PATIENCE.
+# Logs above LARGE clicks run the reduced grid (CPU time on the 2-core machine).
+_COARSE = {"learning_rate": [0.003, 0.01, 0.03], "regularization": [0.03, 0.06, 0.1, 0.2]}
+_CENTRE = {"learning_rate": [0.01], "regularization": [0.1]}
 UNBIASED_GRID = {
-    "relmf": [{"learning_rate": [0.01], "regularization": [0.003, 0.1], "negative_weight": [1.0]},
-              {"learning_rate": [0.03], "regularization": [0.03], "negative_weight": [1.0]},
-              {"learning_rate": [0.01], "regularization": [0.03], "negative_weight": [4.0, "all"]}],
-    "ubpr": [{"learning_rate": [0.03], "regularization": [0.03]}, {"learning_rate": [0.01], "regularization": [0.003]}],
+    "bce": [{"regularization": [0.03, 0.06, 0.1]}],
+    "relmf": [_COARSE, {**_CENTRE, "regularization": [0.3]}, {**_CENTRE, "clip": [0.1, 0.05, 0.02]},
+              {**_CENTRE, "num_negatives": [1, 8]}, {**_CENTRE, "negative_weight": [2.0, 4.0, "all"]},
+              {**_CENTRE, "regularization": [0.03], "negative_weight": [2.0, 4.0]},
+              {**_CENTRE, "batch_size": [1024], "negative_weight": [1.0, 2.0, 4.0], "eta": [0.5, 0.25]},
+              {**_CENTRE, "eta": [0.75, 1.0]}, {**_CENTRE, "eta": [1.0], "clip": [0.1, 0.02]}],
+    "relmf_dr": [{**_CENTRE, "regularization": [0.03, 0.06, 0.1, 0.2]}, {**_CENTRE, "clip": [0.2, 0.05, 0.02]},
+                 {**_CENTRE, "negative_weight": [4.0]}, {**_CENTRE, "batch_size": [1024]}, {**_CENTRE, "eta": [1.0]}],
+    "ubpr": [_COARSE, {**_CENTRE, "regularization": [0.3]},
+             {"learning_rate": [0.01, 0.003], "regularization": [0.1], "clip": [0.1, 0.05, 0.02]},
+             {**_CENTRE, "num_negatives": [4]}, {**_CENTRE, "batch_size": [1024]},
+             {"learning_rate": [0.003], "regularization": [0.1], "clip": [0.1], "eta": [1.0]},
+             {"learning_rate": [0.01, 0.003], "regularization": [0.03, 0.1], "nonnegative": [True]},
+             {**_CENTRE, "nonnegative": [True], "batch_size": [1024]}, {**_CENTRE, "nonnegative": [True], "eta": [1.0]},
+             {"learning_rate": [0.003], "regularization": [0.1], "batch_size": [1024], "clip": [0.1]},
+             {"learning_rate": [0.003], "regularization": [0.1], "batch_size": [1024], "nonnegative": [True]}],
 }
-LARGE = 30000
+GRID_PATIENCE = 20
+LARGE = 100000
 UNBIASED_GRID_LARGE = {
-    "relmf": [{"learning_rate": [0.01], "regularization": [0.1], "negative_weight": [1.0, "all"]}],
-    "ubpr": [{"learning_rate": [0.01], "regularization": [0.1]}],
+    "bce": [{"regularization": [0.03, 0.06, 0.1]}],
+    "relmf": [{**_CENTRE, "regularization": [0.03, 0.1]}, {**_CENTRE, "clip": [0.1]}, {**_CENTRE, "batch_size": [1024]}],
+    "relmf_dr": [_CENTRE],
+    "ubpr": [{"learning_rate": [0.003], "regularization": [0.1], "clip": [None, 0.1]}],
 }
-UNBIASED_QUICK = {"relmf": [{"negative_weight": [1.0, "all"], "iterations": [5]}], "ubpr": [{"iterations": [5]}]}
+UNBIASED_QUICK = {"relmf": [{"negative_weight": [1.0, "all"], "iterations": [5]}],
+                  "ubpr": [{"iterations": [5], "nonnegative": [True]}]}
+
+
+def _grid_model(loss, params):
+    """``MF(loss=loss, **params)``; ``nonnegative`` (UBPR's estimator, not an MF parameter) builds
+    the objective, with the grid point's ``clip`` and ``eta``."""
+    params = dict(params)
+    if params.pop("nonnegative", False):
+        from recfb.losses import UBPR
+        return MF(loss=UBPR(eta=params.pop("eta", 0.5), clip=params.pop("clip", None), nonnegative=True), **params)
+    return MF(loss=loss, **params)
 
 
 def _mar_sample(relevance, train, fraction, rng):
@@ -230,7 +262,8 @@ def sweep_unbiased(worlds, quick, quiet, losses=None):
         for loss in losses:
             res = []
             for params in _points(world_grid.get(loss, [])):
-                model, secs = _fit(lambda p=params: MF(loss=loss, **p), train, valid_score)
+                model, secs = _fit(lambda p=params: _grid_model(loss, {"patience": GRID_PATIENCE, **p}), train,
+                                   valid_score)
                 r = {"params": params, "valid": max(h.get("valid", -np.inf) for h in model.history_),
                      "best_epoch": model.best_epoch_, "test": test_score(model), "fit_s": secs}
                 res.append(r)
