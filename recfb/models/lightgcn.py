@@ -320,14 +320,18 @@ class LightGCNScorer(Scorer):
     """Ego embeddings E0 propagated ``num_layers`` times over the normalised graph; the final
     embedding is the mean of E0..EK. Scores are inner products of final embeddings.
 
-    The layer is torch_geometric's ``LGConv`` (``self.conv``): :meth:`export` and every
-    non-CPU device propagate through it layer by layer. Training on CPU computes the same
-    ``mean(E0..EK)`` with one fused numba operator (:class:`_BipartiteOperator`) and takes the
-    batch's scores and L2 from kernels, because calling the layer ``K`` times costs a sparse
-    product with torch's copies, a dense sum per layer and their autograd nodes, each way, per
-    step: on lastfm-2k one step went from X ms to Y ms (``benchmarks/lightgcn_step.py``).
-    tests/models/test_lightgcn_speed_paths.py checks the two against each other and against a
-    dense float64 reference.
+    The layer is torch_geometric's ``LGConv`` (``self.conv``): :meth:`export`, :meth:`propagate_layers`
+    and every non-CPU device propagate through it, layer by layer. Training on CPU bypasses the
+    per-layer calls: it computes the same ``mean(E0..EK)`` with one fused numba operator
+    (:class:`_BipartiteOperator`, also ``P``'s backward, as ``P`` is symmetric) and takes the
+    batch's scores and L2 from kernels (:class:`_PairScores`). Calling the layer ``K`` times costs,
+    each way and per step, ``K`` sparse products with torch's output copies and index casts, ``K``
+    dense sums over the table and their autograd nodes, plus three (B, d) gathers with their
+    zero-filled dense gradients for the scores and three for the L2: on lastfm-2k (8,192 pairs,
+    1 thread, one process, interleaved) a step took 62.7 ms of CPU that way and 25.5 ms fused
+    (``benchmarks/lightgcn_step.py``; figures in benchmarks/RESULTS.md).
+    tests/models/test_lightgcn_speed_paths.py checks the fused path against a dense float64
+    autograd reference, against the LGConv layers and, over a short fit, against the torch path.
     """
 
     def __init__(self, n_users, n_items, factors, generator, adjacency: sp.csr_matrix, *, num_layers=3,
@@ -412,6 +416,9 @@ class LightGCNScorer(Scorer):
         return self.regularization_weight * reg / (2 * users.numel())
 
     def export(self):
+        # the kernels' buffers (two to three tables) are not kept with the fitted model
+        self._operator._scratch = self._scatter = None
+        self.__dict__.pop("_batch_l2", None)
         with torch.no_grad():
             final = self.propagate_layers(self.embedding.weight.detach()).cpu()
         return final[: self.n_users].numpy(), final[self.n_users:].numpy()
@@ -425,8 +432,9 @@ class LightGCN(EmbeddingRecommender):
     ``mean(E^(0..K))``, BPR loss on sampled triples by default (``loss`` takes any name or
     :class:`recfb.losses.Objective` that MF takes: "bce", "nbpo", ...), L2 (``regularization``)
     on the ego embeddings of the batch; ``denoise`` takes a :mod:`recfb.denoise` method.
-    Full-graph propagation per step with sparse ops, so large
-    ``batch_size`` values pay on CPU. Needs ``pip install recfb[graph]`` (torch-geometric).
+    Full-graph propagation per step, so large ``batch_size`` values pay on CPU; there the
+    propagation and the batch's scores run as fused numba kernels on ``torch.get_num_threads()``
+    threads (:class:`LightGCNScorer`). Needs ``pip install recfb[graph]`` (torch-geometric).
 
     Defaults: Adam; ``batch_size``, ``learning_rate``, ``regularization`` and ``iterations``
     left at None are derived from the size of the log at fit (``batch_size_``,
