@@ -14,6 +14,7 @@ import torch
 class Denoiser:
     """Base of the noisy-label denoisers. The training loop calls
 
+    - ``bind(objective)`` once, when the training step is built with the run's objective;
     - ``setup(users, items, n_users, n_items, total_steps)`` once before training, with the
       training interactions as COO tensors (row ``k`` is interaction index ``k``) and the
       number of optimisation steps the run will take (for warm-up schedules);
@@ -48,6 +49,10 @@ class Denoiser:
         """Whether this run weights ``objective``'s negatives (the step then calls
         :meth:`negative_weights`, and refuses an objective that cannot apply them)."""
         return self.reweights_negatives
+
+    def bind(self, objective) -> None:
+        """Called by the training step with the run's objective before training: a denoiser
+        whose rule depends on the objective (T-CE's criterion) resolves it here."""
 
     def setup(self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, total_steps: int) -> None:
         self.n_interactions = int(users.numel())

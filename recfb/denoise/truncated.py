@@ -55,17 +55,37 @@ class TCE(_PerInteractionStats):
         the drop rate would never reach ``drop_rate`` (the paper's 30,000-step warm-up does
         not on ml-100k).
 
+    criterion : {"auto", "loss", "score"}, default "auto"
+        What ranks the positives. ``"loss"``: the objective's per-positive loss (the paper's,
+        for BCE). ``"score"``: the positive's own log loss ``softplus(-s_ui)``, so the
+        lowest-scored positives are dropped. ``"auto"``: ``"loss"`` for pointwise objectives
+        (for BCE the two are the same), ``"score"`` for pairwise ones (BPR): a pair's loss also
+        counts its sampled negative's score, and dropping the largest pair losses removed hard,
+        informative pairs (0.84x plain BPR's clean-test NDCG@20 on ml-100k with injected noise,
+        against 1.02x ranked by score; benchmarks/RESULTS.md, "Denoiser defaults").
+
     The fraction is taken of the batch's positives, never of positives and negatives
     together: with several negatives per positive a batch-level drop can remove every positive.
     After training, ``dropped_`` marks the interactions dropped at their last visit.
     """
 
-    def __init__(self, drop_rate: float = 0.2, warmup=0.3):
-        validate_params("TCE", {"drop_rate": drop_rate, "warmup": warmup}, {
+    def __init__(self, drop_rate: float = 0.2, warmup=0.3, criterion: str = "auto"):
+        validate_params("TCE", {"drop_rate": drop_rate, "warmup": warmup, "criterion": criterion}, {
             "drop_rate": [Interval("real", 0, 1, closed="left")],
             # a fraction of the run in (0, 1] (float) or a number of steps >= 1 (int)
-            "warmup": [Interval("int", 1, None), _fraction]})
-        self.drop_rate, self.warmup = float(drop_rate), warmup
+            "warmup": [Interval("int", 1, None), _fraction],
+            "criterion": [Options({"auto", "loss", "score"})]})
+        self.drop_rate, self.warmup, self.criterion = float(drop_rate), warmup, criterion
+
+    def ranks_by_score_for(self, objective) -> bool:
+        """Whether this run ranks ``objective``'s positives by ``softplus(-s_ui)`` (see
+        ``criterion``) rather than by the objective's per-positive loss."""
+        if self.criterion == "auto":
+            return not getattr(objective, "pointwise", False)
+        return self.criterion == "score"
+
+    def bind(self, objective):
+        self.by_score_ = self.ranks_by_score_for(objective)
 
     def setup(self, users, items, n_users, n_items, total_steps):
         super().setup(users, items, n_users, n_items, total_steps)
@@ -83,6 +103,8 @@ class TCE(_PerInteractionStats):
         return min(self.drop_rate * step / self.warmup_steps_, self.drop_rate)
 
     def weights(self, losses, scores, step, index):
+        if getattr(self, "by_score_", False):
+            losses = torch.nn.functional.softplus(-scores)
         n = losses.numel()
         n_drop = int(self.rate(step) * n)
         w = torch.ones_like(losses)
@@ -97,7 +119,8 @@ class TCE(_PerInteractionStats):
         return self.last_weight_ == 0
 
     def noise_scores(self):
-        """The last loss of every training interaction (T-CE's criterion: large = noisy)."""
+        """The last criterion value of every training interaction (the loss, or ``softplus(-s_ui)``
+        with ``criterion="score"``; large = noisy)."""
         return self.last_loss_.cpu().numpy()
 
 

@@ -80,7 +80,7 @@ class MFScorer(Scorer):
                    denoiser.last_weight_.numpy())
         elif isinstance(denoiser, TCE):
             tce = (denoiser.drop_rate, denoiser.warmup_steps_, step, int(block_size), denoiser.last_loss_.numpy(),
-                   denoiser.last_weight_.numpy())
+                   denoiser.last_weight_.numpy(), denoiser.ranks_by_score_for(objective))
         with torch.no_grad():
             return mf_sgd_epoch(
                 self.user.weight.data.numpy(), self.item.weight.data.numpy(),

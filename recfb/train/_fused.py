@@ -179,12 +179,12 @@ def _epoch_rce(U, V, b, has_bias, users, items, order, negatives, weights, has_w
 
 
 @njit(cache=True, fastmath=True)
-def _positive_loss(U, V, b, has_bias, u, i, negs, kind):
+def _positive_loss(U, V, b, has_bias, u, i, negs, kind, by_score):
     """The per-positive loss the training step hands a denoiser (BPR: the mean pair loss over
-    the negatives; BCE: the positive's log loss), under the current parameters."""
+    the negatives; BCE, or ``by_score``: the positive's log loss), under the current parameters."""
     pu = U[u]
     s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
-    if kind == BCE:
+    if kind == BCE or by_score:
         return _logistic(-s_pos)[0]
     acc = 0.0
     for k in range(negs.size):
@@ -195,7 +195,7 @@ def _positive_loss(U, V, b, has_bias, u, i, negs, kind):
 
 @njit(cache=True, parallel=True, fastmath=True)
 def _epoch_tce(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, block,
-               step0, drop_rate, warmup_steps, last_loss, last_weight):
+               step0, drop_rate, warmup_steps, by_score, last_loss, last_weight):
     """T-CE (:class:`recfb.denoise.TCE`) on per-sample SGD: the order is cut into blocks of
     ``block`` samples (the autograd loop's batches, one step each); before a block is trained,
     every sample's positive loss is computed with the current parameters, the
@@ -212,7 +212,7 @@ def _epoch_tce(U, V, b, has_bias, users, items, order, negatives, weights, has_w
         m = hi - lo
         for p in prange(lo, hi):
             s = order[p]
-            losses[p - lo] = _positive_loss(U, V, b, has_bias, users[s], items[s], negatives[p], kind)
+            losses[p - lo] = _positive_loss(U, V, b, has_bias, users[s], items[s], negatives[p], kind, by_score)
         rate = min(drop_rate * (step0 + k) / warmup_steps, drop_rate)
         n_drop = int(rate * m)
         scale = m / (m - n_drop)
@@ -293,8 +293,9 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     negatives. ``rce``: an optional ``(beta, negatives, last_loss, last_weight)`` applying R-CE
     per sample (see :func:`_sample_update`), recording each visited interaction's loss and
     weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). ``tce``: an optional
-    ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight)`` applying T-CE per
-    block of ``block`` samples (see :func:`_epoch_tce`). ``pld``: an optional ``(pool, pool_neg,
+    ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight[, by_score])`` applying
+    T-CE per block of ``block`` samples (see :func:`_epoch_tce`; ``by_score``: rank by the
+    positive's log loss). ``pld``: an optional ``(pool, pool_neg,
     gumbel, temperature, last_loss)`` resampling each sample's positive from its pool (see
     :func:`_epoch_pld`). Returns the summed loss (for the loop's logging and NaN check).
     """
@@ -304,11 +305,13 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
     if tce is not None:
-        drop_rate, warmup_steps, first_step, block, last_loss, last_weight = tce
+        drop_rate, warmup_steps, first_step, block, last_loss, last_weight, *rest = tce
+        by_score = bool(rest[0]) if rest else False
         with _kernel_threads(num_threads):
             return float(_epoch_tce(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
                                     np.float32(learning_rate), np.float32(regularization), kind, int(block),
-                                    int(first_step), float(drop_rate), float(warmup_steps), last_loss, last_weight))
+                                    int(first_step), float(drop_rate), float(warmup_steps), by_score, last_loss,
+                                    last_weight))
     with _kernel_threads(num_threads) as threads:
         if pld is not None:
             pool, pool_neg, gumbel, temperature, last_loss = pld

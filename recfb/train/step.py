@@ -44,6 +44,8 @@ class PairStep:
         self.users, self.items, self.num_negatives = users, items, int(num_negatives)
         self.weights, self.denoiser = weights, denoiser
         self.weights_negatives = denoiser is not None and denoiser.reweights_negatives_for(objective)
+        if denoiser is not None:
+            denoiser.bind(objective)
         if self.weights_negatives and not objective.weights_negatives:
             raise InvalidParameterError(
                 f"{type(denoiser).__name__} reweights the sampled negatives, which the objective "

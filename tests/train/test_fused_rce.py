@@ -70,16 +70,16 @@ def test_rce_with_beta_zero_on_the_kernel_is_the_plain_loss():
     np.testing.assert_array_equal(plain.item_factors, rce0.item_factors)
 
 
-def _np_pos_loss(U, V, users, items, negs, objective):
+def _np_pos_loss(U, V, users, items, negs, objective, by_score=False):
     s_pos = np.einsum("ij,ij->i", U[users], V[items]).astype(np.float64)
-    if objective == "bce":
+    if objective == "bce" or by_score:
         return np.logaddexp(0, -s_pos)
     s_neg = np.einsum("id,ikd->ik", U[users], V[negs]).astype(np.float64)
     return np.logaddexp(0, s_neg - s_pos[:, None]).mean(1)
 
 
-@pytest.mark.parametrize("objective", ["bpr", "bce"])
-def test_tce_blocks_drop_the_largest_losses_at_the_warmup_rate(objective):
+@pytest.mark.parametrize("objective,by_score", [("bpr", False), ("bce", False), ("bpr", True)])
+def test_tce_blocks_drop_the_largest_losses_at_the_warmup_rate(objective, by_score):
     """Reference: per block, the positive losses under the parameters the block starts from
     (numpy), the rate(step) largest set to weight 0 and the rest scaled m / (m - dropped), then
     the plain kernel on that block with those sample weights."""
@@ -96,11 +96,11 @@ def test_tce_blocks_drop_the_largest_losses_at_the_warmup_rate(objective):
     U, V = U0.copy(), V0.copy()
     last_loss, last_weight = np.full(n, np.nan, np.float32), np.ones(n, np.float32)
     mf_sgd_epoch(U, V, None, users, items, order, negs, w, 0.1, 0.01, objective, 1,
-                 tce=(drop_rate, warmup, step0, block, last_loss, last_weight))
+                 tce=(drop_rate, warmup, step0, block, last_loss, last_weight, by_score))
     Ur, Vr = U0.copy(), V0.copy()
     for k in range(2):
         sl = order[k * block:(k + 1) * block]
-        losses = _np_pos_loss(Ur, Vr, users[sl], items[sl], negs[k * block:(k + 1) * block], objective)
+        losses = _np_pos_loss(Ur, Vr, users[sl], items[sl], negs[k * block:(k + 1) * block], objective, by_score)
         n_drop = int(min(drop_rate * (step0 + k) / warmup, drop_rate) * block)
         mask = np.full(block, block / (block - n_drop))
         mask[np.argsort(losses)[block - n_drop:]] = 0.0
@@ -123,3 +123,32 @@ def test_tce_at_defaults_takes_the_kernel_and_reaches_its_drop_rate():
     assert m.denoise.warmup_steps_ == round(0.3 * steps)
     # by the end every block dropped 20% of its positives: about a fifth of the clicks are flagged
     assert 0.1 < float(m.denoise.dropped_.float().mean()) < 0.3
+
+
+def test_tce_criterion_auto_ranks_pairwise_positives_by_their_score():
+    """criterion="auto": the objective's loss for BCE, softplus(-s_ui) for BPR (whose pair loss
+    also counts the negative); "score"/"loss" force either; the kernel and the autograd step
+    follow the same resolution."""
+    from recfb.losses import BCE, BPR
+    assert TCE().ranks_by_score_for(BPR()) and not TCE().ranks_by_score_for(BCE())
+    assert TCE(criterion="score").ranks_by_score_for(BCE()) and not TCE(criterion="loss").ranks_by_score_for(BPR())
+    with pytest.raises(ValueError, match="criterion"):
+        TCE(criterion="pairs")
+    t = TCE(drop_rate=0.5, warmup=1)
+    t.setup(torch.zeros(4, dtype=torch.long), torch.arange(4), 1, 4, total_steps=2)
+    t.bind(BPR())
+    losses = torch.tensor([0.1, 5.0, 0.2, 0.3])  # pair losses: would drop interaction 1 and 3
+    scores = torch.tensor([-3.0, 2.0, 1.0, -1.0])  # by score: the two lowest, 0 and 3
+    w = t.weights(losses, scores, step=1, index=torch.arange(4))
+    assert w.tolist() == [0.0, 2.0, 2.0, 0.0]
+    np.testing.assert_allclose(t.noise_scores(), np.logaddexp(0, -scores.numpy()), rtol=1e-6)
+    t.bind(BCE())
+    assert t.weights(losses, scores, step=1, index=torch.arange(4)).tolist() == [2.0, 0.0, 2.0, 0.0]
+    X, _ = checkerboard_holdout(16)
+    kw = dict(factors=8, iterations=3, device="cpu", num_threads=1)
+    score = MF(loss="bpr", denoise=TCE(criterion="score"), **kw).fit(X, show_progress=False)
+    auto = MF(loss="bpr", denoise=TCE(), **kw).fit(X, show_progress=False)
+    loss = MF(loss="bpr", denoise=TCE(criterion="loss"), **kw).fit(X, show_progress=False)
+    assert auto.optimizer_ == "fused_sgd"
+    np.testing.assert_array_equal(auto.item_factors, score.item_factors)
+    assert not np.array_equal(auto.item_factors, loss.item_factors)
