@@ -328,8 +328,8 @@ class LightGCNScorer(Scorer):
     each way and per step, ``K`` sparse products with torch's output copies and index casts, ``K``
     dense sums over the table and their autograd nodes, plus three (B, d) gathers with their
     zero-filled dense gradients for the scores and three for the L2: on lastfm-2k (8,192 pairs,
-    1 thread, one process, interleaved) a step took 62.7 ms of CPU that way and 25.5 ms fused
-    (``benchmarks/lightgcn_step.py``; figures in benchmarks/RESULTS.md).
+    1 thread, one process, interleaved rounds on a shared machine) a step took 62.7 ms of CPU that
+    way and 25.5 ms fused; ml-1m (65,536 pairs) 253 ms and 158 ms (``benchmarks/lightgcn_step.py``).
     tests/models/test_lightgcn_speed_paths.py checks the fused path against a dense float64
     autograd reference, against the LGConv layers and, over a short fit, against the torch path.
     """
