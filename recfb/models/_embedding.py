@@ -138,6 +138,20 @@ class EmbeddingRecommender(Recommender):
         self._export(scorer)
         return self
 
+    def derived_params(self, user_items, **inputs) -> dict:
+        """The settings ``fit`` would derive for the parameters left at None (``iterations``,
+        ``learning_rate``, ``regularization``, ``num_negatives``, ``batch_size``), on the
+        optimizer ``"auto"`` would pick; worked out on a copy, so this model stays unfitted."""
+        import copy
+        X = check_csr(user_items, "user_items", allow_empty=False)
+        probe = copy.deepcopy(self)
+        probe._check_common()
+        probe.device_ = resolve_device(probe.device)
+        probe.optimizer_ = probe._resolve_optimizer(probe._objective(X), probe.denoise, None, inputs)
+        auto = probe._auto_settings(X, probe.optimizer_)
+        return {name: auto[name] for name in ("iterations", "learning_rate", "regularization", "num_negatives",
+                                              "batch_size") if name in auto and getattr(self, name, 0) is None}
+
     #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
     fused_objectives: tuple = ()
     #: denoiser classes the kernel applies per sample (MF: R-CE, T-CE, PLD)

@@ -102,6 +102,12 @@ class Recommender:
         """Constructor parameters, as in scikit-learn."""
         return {name: getattr(self, name) for name in self._param_names()}
 
+    def derived_params(self, user_items) -> dict:
+        """The values ``fit(user_items)`` would derive for the parameters left at None (EASE's
+        ``l2``, MF's ``learning_rate`` ...), without fitting; ``{}`` for a model that derives
+        none. :func:`recfb.tune.search` starts its study from them."""
+        return {}
+
     def set_params(self, **params) -> "Recommender":
         valid = self._param_names()
         for key, value in params.items():

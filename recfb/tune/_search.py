@@ -116,8 +116,9 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         pruning.
     start_from_model : bool, default True
         The first trial of a new study evaluates ``model``'s own values of the tuned parameters
-        (those inside the space; a dict space only), so the result is never worse on
-        validation than the model as passed. Only the call that creates the study enqueues it:
+        (those inside the space; a dict space only; a parameter left at None takes the value fit
+        would derive, :meth:`~recfb.models.base.Recommender.derived_params`), so the result is
+        never worse on validation than the model as passed. Only the call that creates the study enqueues it:
         workers joining a shared storage sample from their first trial.
     refit : bool, default True
         Fit ``best_model`` with the best parameters. False skips that fit (when the caller
@@ -193,7 +194,9 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
             raise ValueError(f"storage {storage!r} is unreachable or not an Optuna storage: {exc}") from None
         _check_study(study, cls, key, proto)
         if start_from_model and dists and created:
-            start = {n: v for n, v in model.get_params().items() if n in dists and _contains(dists[n], v)}
+            # the model's own values, with those it derives from the data at fit (None -> l2_ ...)
+            own = {**model.get_params(), **model.derived_params(bound.fit_X)}
+            start = {n: v for n, v in own.items() if n in dists and _contains(dists[n], v)}
             if start:
                 study.enqueue_trial(start)
         if dists is not None and not dists and n_trials is not None and n_trials > 1:

@@ -126,6 +126,21 @@ def test_dense_equals_numpy_ease():
     assert top10_agree(S, R, X)
 
 
+def test_default_l2_is_derived_from_the_mean_item_degree_and_is_scale_free():
+    X = random_matrix(n_users=300, n_items=80, density=0.1, seed=1)
+    X.data[:] = 1.0
+    model = EASE(device="cpu").fit(X, show_progress=False)
+    expected = 70 * np.sqrt(X.nnz / X.shape[1])  # binary: sum(x^2) / nnz == 1
+    assert model.l2_ == pytest.approx(expected, abs=1e-3) and model.get_params()["l2"] is None
+    np.testing.assert_allclose(model.weights_, numpy_ease(X, l2=model.l2_), atol=1e-4)
+    assert EASE(device="cpu").derived_params(X) == {"l2": model.l2_} and EASE(l2=3.0).derived_params(X) == {}
+    scaled = X * 3.0  # weights x3: Gram x9, so the derived lambda x9 and the same B
+    m3 = EASE(device="cpu").fit(scaled, show_progress=False)
+    assert m3.l2_ == pytest.approx(9 * model.l2_, rel=1e-6)
+    np.testing.assert_allclose(m3.weights_, model.weights_, atol=1e-4)
+    assert EASE(l2=5.0, device="cpu").fit(X, show_progress=False).l2_ == 5.0  # explicit wins
+
+
 def test_dropout_equals_closed_form():
     """EDLAE: Lambda = l2 I + p / (1 - p) diagMat(diag(X^T X))."""
     X = random_matrix(seed=2)

@@ -86,7 +86,9 @@ def test_best_value_is_the_metric_of_best_model_on_valid(data):
 
 def test_the_first_trial_is_the_model_as_passed(data):
     res = run(EASE(), data, n_trials=3)
-    assert res.study.trials[0].params == {"l2": EASE().l2, "dropout": EASE().dropout}
+    # l2=None: the start trial is the lambda fit derives from the training data (independent formula)
+    derived = round(70 * np.sqrt(data[0].nnz / data[0].shape[1]) * float((data[0].data ** 2).mean()), 4)
+    assert res.study.trials[0].params == {"l2": derived, "dropout": EASE().dropout}
     default = EASE().fit(data[0])
     assert res.study.trials[0].value == pytest.approx(ranking_metrics(default, *data, k=10)["ndcg@10"], abs=1e-12)
     assert res.best_value >= res.study.trials[0].value
@@ -94,7 +96,14 @@ def test_the_first_trial_is_the_model_as_passed(data):
     res = run(EASE(), data, n_trials=1, space={"l2": ("float", 1.0, 10.0)})
     assert 1.0 <= res.study.trials[0].params["l2"] <= 10.0
     res = run(EASE(), data, n_trials=1, start_from_model=False)
-    assert res.study.trials[0].params["l2"] != EASE().l2
+    assert res.study.trials[0].params["l2"] != derived
+    # a model that derives its learning rate and L2 starts from the values its fit takes
+    m = bpr()
+    m.learning_rate = m.regularization = None
+    res = run(m, data, n_trials=1, space=SMALL_SPACE | {"regularization": ("float", 1e-4, 0.1, "log")})
+    fitted = bpr(learning_rate=None, regularization=None).fit(data[0], show_progress=False)
+    start = res.study.trials[0].params  # factors 64 lies outside SMALL_SPACE: sampled
+    assert (start["learning_rate"], start["regularization"]) == (fitted.learning_rate_, fitted.regularization_)
 
 
 def test_refit_false_skips_the_final_fit(data):
@@ -190,13 +199,14 @@ def test_two_processes_share_one_journal_storage(data, tmp_path):
 def test_start_trial_is_enqueued_only_by_the_process_that_creates_the_study(data, tmp_path):
     # The race the two-process test can hit: a second worker reaches the storage after the first
     # created the study but before its start trial is visible. That worker must not enqueue the
-    # model's own parameters again (CI once saw l2=500 run twice).
+    # model's own parameters again (CI once saw EASE's l2=500 run twice).
     storage = str(tmp_path / "journal.log")
     optuna.create_study(storage=tune.open_storage(storage), study_name="raced", direction="maximize")
+    start = EASE().derived_params(data[0])["l2"]
     res = run(EASE(), data, storage=storage, study_name="raced", n_trials=2, seed=1)
-    assert 500.0 not in [t.params["l2"] for t in res.study.trials]  # the joining worker sampled both
+    assert start not in [t.params["l2"] for t in res.study.trials]  # the joining worker sampled both
     res = run(EASE(), data, storage=str(tmp_path / "fresh.log"), study_name="fresh", n_trials=2, seed=1)
-    assert res.study.trials[0].params["l2"] == 500.0  # the creator runs the start trial first
+    assert res.study.trials[0].params["l2"] == start  # the creator runs the start trial first
 
 
 # ---------------------------------------------------------------------- protocols
