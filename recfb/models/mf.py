@@ -120,13 +120,17 @@ class MF(EmbeddingRecommender):
     regularization : float, optional
         L2 on the embeddings a sample touches: the gradient gets ``regularization * theta``
         per sample (implicit's convention), in the autograd and the fused paths alike.
-        None: derived from the data at fit (``regularization_``), see :func:`mf_auto_settings`.
+        None: derived from the data at fit (``regularization_``), see :func:`mf_auto_settings`;
+        ``loss="bce"`` on the kernel takes ``clip(0.04 * sqrt(1e5 / nnz), 0.01, 0.06)`` (more
+        than BPR: 1.04-1.07x validation NDCG@10 on ml-100k and ml-1m, 0.99x on lastfm-2k), the
+        unbiased losses 0.1 (:func:`unbiased_auto_settings`).
     iterations : int, optional
         Epochs over all positives. None: derived from the number of interactions
         (``iterations_``): ``clip(4e7 / nnz, 30, 100)`` on the fused kernel, ``clip(1e7 / nnz, 20,
-        100)`` with Adam.
-    batch_size : int, default 8192
-        Mini-batch of the autograd path (the fused kernel updates per sample).
+        100)`` with Adam, ``clip(1e6 / nnz, 20, 100)`` for the unbiased losses.
+    batch_size : int, optional
+        Mini-batch of the autograd path (the fused kernel updates per sample; T-CE's block).
+        None: 8192 (``batch_size_``), for the unbiased losses ``clip(nnz // 10, 1024, 8192)``.
     num_negatives : int, optional
         Sampled negatives per positive. None: 1 for pairwise losses (BPR, UBPR), 4 for
         pointwise ones (BCE, Rel-MF, DR Rel-MF, NBPO), which learn "not clicked" only from them.
@@ -150,15 +154,19 @@ class MF(EmbeddingRecommender):
     propensity : "popularity" or array, default "popularity"
         Exposure propensities of ``loss="relmf"``, ``"ubpr"``, ``"relmf_dr"`` (per item or
         users x items); ``"popularity"``: ``(n_i / max n) ** eta`` from the training clicks.
-    eta : float, default 0.5
+    eta : float, optional
+        None (``eta_``): 0.25 for ``"relmf"``/``"relmf_dr"``, 0.5 for ``"ubpr"``.
     clip : float in (0, 1], optional
-        Propensity floor (``relmf_dr`` defaults to 0.1, the others to no clip).
+        Propensity floor (``relmf_dr`` and ``ubpr`` default to 0.1, ``relmf`` to no clip).
+        ``loss="ubpr"`` trains the non-negative estimator (each pair term floored at 0).
     negative_weight : "all" or float > 0, optional
         Weight of each sampled negative of ``loss="relmf"``/``"relmf_dr"`` (see
-        :class:`recfb.losses.RelMF`). None: ``1.0`` (``negative_weight_``), the convention of
-        naive BCE, chosen by the sweep in ``benchmarks/defaults.py --families unbiased``
-        (RESULTS.md); ``"all"``, the exact all-pairs weight ``n_items / n_u``, trains badly
-        at these budgets.
+        :class:`recfb.losses.RelMF`, which averages the negatives' terms). None: the number of
+        negatives (``negative_weight_``; 4 by default), so each negative weighs 1 in a sum, the
+        convention of naive BCE. Chosen with ``eta`` and L2 by the sweep in
+        ``benchmarks/defaults.py --families unbiased`` (RESULTS.md): the mildest worst case over
+        four MNAR worlds (0.88 of the best candidate's validation; weight 1 had 0.51-0.59);
+        ``"all"``, the exact all-pairs weight ``n_items / n_u``, trains badly at these budgets.
     """
 
     #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`); the
@@ -171,16 +179,16 @@ class MF(EmbeddingRecommender):
         **embedding_constraints(),
         "biases": [Instance(bool)],
         "propensity": [Options({"popularity", _ARRAY_MARK_VALUE}), Instance(np.ndarray, list, tuple)],
-        "eta": [Interval("real", 0, None)],
+        "eta": [Interval("real", 0, None), None],
         "clip": [Interval("real", 0, 1, closed="right"), None],
         "negative_weight": [Options({"all"}), Interval("real", 0, None, closed="neither"), None],
     }
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
-                 iterations: int | None = None, batch_size: int = 8192, loss="bpr", num_negatives: int | None = None,
-                 negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None,
-                 biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0,
-                 propensity="popularity", eta: float = 0.5, clip=None, negative_weight=None):
+                 iterations: int | None = None, batch_size: int | None = None, loss="bpr",
+                 num_negatives: int | None = None, negatives="uniform", optimizer: str = "auto", lr_schedule="auto",
+                 patience=None, biases: bool = False, denoise=None, random_state=0, device="auto", num_threads: int = 0,
+                 propensity="popularity", eta: float | None = None, clip=None, negative_weight=None):
         self.factors = factors
         self.learning_rate = learning_rate
         self.regularization = regularization
@@ -208,11 +216,17 @@ class MF(EmbeddingRecommender):
             raise ValueError(f"negative_weight == {self.negative_weight!r} applies to loss='relmf' or 'relmf_dr' "
                              f"only, not loss={self.loss!r}; leave it None.")
         if isinstance(self.loss, str) and self.loss in _UNBIASED:
-            kwargs = {"propensity": self.propensity, "eta": self.eta}
+            self.eta_ = UNBIASED_ETA[self.loss] if self.eta is None else self.eta
+            kwargs = {"propensity": self.propensity, "eta": self.eta_}
             if self.clip is not None or self.loss != "relmf_dr":
                 kwargs["clip"] = self.clip
+            if self.loss == "ubpr":  # the non-negative estimator on floored propensities: bounded below
+                kwargs["clip"] = UBPR_CLIP if self.clip is None else self.clip
+                kwargs["nonnegative"] = True
             if pointwise_unbiased:
-                self.negative_weight_ = (UNBIASED_NEGATIVE_WEIGHT if self.negative_weight is None
+                # None: each sampled negative weighs 1 in a sum over the draws, as in naive BCE
+                # (BCE sums its negatives' terms, Rel-MF averages them: the weight is their number)
+                self.negative_weight_ = (float(self.num_negatives or 4) if self.negative_weight is None
                                          else self.negative_weight)
                 kwargs["negative_weight"] = self.negative_weight_
             return make_objective(self.loss, **kwargs)
@@ -252,13 +266,14 @@ class MF(EmbeddingRecommender):
     fused_denoisers = MFScorer.fused_denoisers
 
     def _auto_settings(self, X, optimizer):
-        settings = mf_auto_settings(X.nnz, optimizer)
+        name = getattr(self.loss, "name", self.loss)
+        settings = mf_auto_settings(X.nnz, optimizer, name)
         # pointwise losses learn "not clicked" from the sampled negatives: 4 per positive
-        settings["num_negatives"] = 4 if getattr(self.loss, "name", self.loss) in _POINTWISE else 1
+        settings["num_negatives"] = 4 if name in _POINTWISE else 1
         return settings
 
 
-def mf_auto_settings(nnz: int, optimizer: str) -> dict:
+def mf_auto_settings(nnz: int, optimizer: str, loss: str = "bpr") -> dict:
     """The data-derived defaults of MF/BPR (chosen by ``benchmarks/defaults.py``; RESULTS.md).
 
     Per-sample SGD (the fused kernel): a budget of about 40M sample updates, spent as epochs
@@ -268,22 +283,44 @@ def mf_auto_settings(nnz: int, optimizer: str) -> dict:
     0.989-1.010x the validation NDCG@10 of 0.05 x 200 epochs, at half the fit), larger logs run
     fewer epochs at 0.05 (ml-1m: 50-57). L2 ``clip(0.03 * sqrt(1e5 / nnz), 0.01, 0.03)``
     (sparser, smaller logs want more). Adam (the autograd path: unbiased objectives, NBPO, GPU):
-    learning rate 0.01, constant, L2 0.03, epochs ``clip(1e7 / nnz, 20, 100)``.
+    learning rate 0.01, constant, L2 0.03, epochs ``clip(1e7 / nnz, 20, 100)``; batches of 8,192.
+
+    By ``loss`` (its name): ``"bce"`` on the kernel takes more L2, ``clip(0.04 * sqrt(1e5 / nnz),
+    0.01, 0.06)`` (validation NDCG@10 1.073x on ml-100k, 1.042x on ml-1m, 0.990x on lastfm-2k
+    against BPR's rule; BPR's own best stays 0.03 on the small logs); the unbiased losses
+    (``"relmf"``, ``"relmf_dr"``, ``"ubpr"``) take :func:`unbiased_auto_settings` on Adam.
     """
     nnz = max(int(nnz), 1)
     if optimizer == "fused_sgd":
+        l2 = (0.04, 0.06) if loss == "bce" else (0.03, 0.03)
         return {"iterations": int(np.clip(round(4e7 / nnz), 30, 100)),
                 "learning_rate": round(0.05 * float(np.clip(4e7 / (100 * nnz), 1.0, 2.0)), 4),
-                "regularization": round(float(np.clip(0.03 * np.sqrt(1e5 / nnz), 0.01, 0.03)), 4),
-                "lr_schedule": "cosine"}
-    return {"iterations": int(np.clip(round(1e7 / nnz), 20, 100)), "learning_rate": 0.01, "regularization": 0.03,
-            "lr_schedule": None}
+                "regularization": round(float(np.clip(l2[0] * np.sqrt(1e5 / nnz), 0.01, l2[1])), 4),
+                "lr_schedule": "cosine", "batch_size": 8192}
+    settings = {"iterations": int(np.clip(round(1e7 / nnz), 20, 100)), "learning_rate": 0.01, "regularization": 0.03,
+                "lr_schedule": None, "batch_size": 8192}
+    if loss in _UNBIASED:
+        settings.update(unbiased_auto_settings(nnz))
+    return settings
+
+
+def unbiased_auto_settings(nnz: int) -> dict:
+    """Adam-path defaults of ``loss="relmf"``/``"relmf_dr"``/``"ubpr"`` (``benchmarks/defaults.py
+    --families unbiased``; RESULTS.md): L2 0.1; epochs ``clip(1e6 / nnz, 20, 100)`` (on a
+    55k-click semi-synthetic log the best epochs were 7-25 and 100 overfitted; 5k-click logs
+    peak at 50-100); batch ``clip(nnz // 10, 1024, 8192)``, so a small log still takes about ten
+    Adam steps an epoch (at 8,192 a 1.5k-click log took one)."""
+    nnz = max(int(nnz), 1)
+    return {"regularization": 0.1, "iterations": int(np.clip(round(1e6 / nnz), 20, 100)),
+            "batch_size": int(np.clip(nnz // 10, 1024, 8192))}
 
 
 _UNBIASED = ("relmf", "ubpr", "relmf_dr")
-#: MF's default weight of each sampled negative for loss="relmf"/"relmf_dr" (benchmarks/defaults.py
-#: --families unbiased; RESULTS.md): the exact all-pairs weight "all" (n_items / n_u) trains badly
-UNBIASED_NEGATIVE_WEIGHT = 1.0
+#: MF's default ``eta`` (popularity propensity ``(n_i / max n) ** eta``) per unbiased loss: 0.25
+#: for the pointwise ones (0.5 lost 20% on semi-Coat and Coat), 0.5 for UBPR (0.25 not measured)
+UNBIASED_ETA = {"relmf": 0.25, "relmf_dr": 0.25, "ubpr": 0.5}
+#: UBPR's default propensity floor (with the non-negative estimator)
+UBPR_CLIP = 0.1
 _POINTWISE = ("bce", "relmf", "relmf_dr", "nbpo")  # NBPO is pointwise (BPO); its authors draw 4 negatives
 _ARRAY_MARK = _ARRAY_MARK_VALUE
 
@@ -298,7 +335,7 @@ class BPR(MF):
                     "regularization": ("float", 1e-6, 0.1, "log"), "num_negatives": ("int", 1, 16, "log")}
 
     def __init__(self, *, factors: int = 64, learning_rate: float | None = None, regularization: float | None = None,
-                 iterations: int | None = None, batch_size: int = 8192, num_negatives: int | None = None,
+                 iterations: int | None = None, batch_size: int | None = None, num_negatives: int | None = None,
                  negatives="uniform", optimizer: str = "auto", lr_schedule="auto", patience=None, biases: bool = False,
                  denoise=None, random_state=0, device="auto", num_threads: int = 0):
         super().__init__(factors=factors, learning_rate=learning_rate, regularization=regularization,

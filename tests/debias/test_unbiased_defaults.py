@@ -9,7 +9,7 @@ import recfb
 from recfb.datasets.synthetic import make_world
 from recfb.losses import Batch
 from recfb.models import MF
-from recfb.models.mf import UNBIASED_NEGATIVE_WEIGHT
+from recfb.models.mf import UBPR_CLIP, UNBIASED_ETA, unbiased_auto_settings
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,12 @@ def _negative_part(model, X):
 def test_default_negative_weight_is_the_swept_one_not_the_all_pairs_weight(X, loss):
     model = MF(loss=loss)
     nl, plain, _ = _negative_part(model, X)
-    assert UNBIASED_NEGATIVE_WEIGHT == 1.0 and model.negative_weight_ == 1.0
+    # the number of negatives (4 by default): each negative weighs 1 in a sum, as in naive BCE
+    two = MF(loss=loss, num_negatives=2)
+    two._objective(X)
+    assert model.negative_weight_ == 4.0 and two.negative_weight_ == 2.0
     if loss == "relmf":  # DR adds the imputed term on items needing no clipping; Rel-MF is exact
-        np.testing.assert_allclose(nl, plain * 1.0, rtol=1e-5)
+        np.testing.assert_allclose(nl, plain * 4.0, rtol=1e-5)
 
 
 def test_explicit_negative_weight_wins(X):
@@ -51,7 +54,7 @@ def test_explicit_negative_weight_wins(X):
 
 def test_default_is_recorded_after_fit_and_survives_save_load(X, tmp_path):
     model = MF(loss="relmf", factors=4, iterations=1, device="cpu").fit(X, show_progress=False)
-    assert model.negative_weight is None and model.negative_weight_ == UNBIASED_NEGATIVE_WEIGHT
+    assert model.negative_weight is None and model.negative_weight_ == 4.0
     model = MF(loss="relmf", negative_weight="all", factors=4, iterations=1, device="cpu").fit(X, show_progress=False)
     back = recfb.load(model.save(tmp_path / "m.npz"))
     assert back.negative_weight == "all"
@@ -67,3 +70,25 @@ def test_negative_weight_for_a_loss_without_one_is_refused(X, loss):
 def test_bad_negative_weight_names_the_value(X):
     with pytest.raises(ValueError, match="negative_weight == -1"):
         MF(loss="relmf", negative_weight=-1, iterations=1).fit(X, show_progress=False)
+
+
+def test_unbiased_defaults_follow_the_documented_rules(X):
+    """eta 0.25 (Rel-MF, DR) / 0.5 (UBPR), UBPR non-negative on propensities floored at 0.1,
+    L2 0.1, epochs clip(1e6 / nnz, 20, 100), batch clip(nnz // 10, 1024, 8192); explicit values win."""
+    assert UNBIASED_ETA == {"relmf": 0.25, "relmf_dr": 0.25, "ubpr": 0.5} and UBPR_CLIP == 0.1
+    for n, (ep, batch) in {1_500: (100, 1024), 55_143: (20, 5514), 2e6: (20, 8192)}.items():
+        assert unbiased_auto_settings(n) == {"regularization": 0.1, "iterations": ep, "batch_size": batch}
+    for loss in ("relmf", "relmf_dr", "ubpr"):
+        m = MF(loss=loss, factors=4, iterations=1, device="cpu").fit(X, show_progress=False)
+        assert m.optimizer_ == "adam" and m.eta_ == UNBIASED_ETA[loss] and m.regularization_ == 0.1
+        assert m.batch_size_ == 1024 and m.iterations_ == 1
+    ubpr = MF(loss="ubpr")._objective(X)
+    assert ubpr.nonnegative and ubpr.clip == 0.1
+    explicit = MF(loss="relmf", eta=0.7)
+    explicit._objective(X)
+    assert MF(loss="ubpr", clip=0.3)._objective(X).clip == 0.3 and explicit.eta_ == 0.7
+    fitted = MF(loss="relmf", factors=4, device="cpu", batch_size=512).fit(X, show_progress=False)
+    assert fitted.batch_size_ == 512 and fitted.iterations_ == int(np.clip(round(1e6 / X.nnz), 20, 100))
+    # the naive losses keep their own rules (BCE's L2 on the kernel, 8192 batches)
+    bce = MF(loss="bce", factors=4, iterations=1, device="cpu").fit(X, show_progress=False)
+    assert bce.batch_size_ == 8192 and bce.regularization_ == 0.06  # clip(0.04 sqrt(1e5 / nnz)) at 0.06

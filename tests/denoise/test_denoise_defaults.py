@@ -48,7 +48,7 @@ def test_rce_tce_and_pld_at_defaults_train_on_the_fused_kernel_with_its_rule(X, 
     compiled kernel applies all three, at the kernel's rule."""
     from recfb.losses import BCE, BPR
     model = MF(loss="bce", denoise=denoiser(), iterations=2).fit(X, show_progress=False)
-    rule = mf_auto_settings(X.nnz, "fused_sgd")
+    rule = mf_auto_settings(X.nnz, "fused_sgd", "bce")
     assert model.optimizer_ == "fused_sgd"
     assert (model.learning_rate_, model.regularization_, model.lr_schedule_) == (
         rule["learning_rate"], rule["regularization"], rule["lr_schedule"])
