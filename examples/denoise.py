@@ -24,7 +24,7 @@ models = {  # every setting not written here is derived from the data at fit (se
     # drop the 20% highest-loss positives of each batch, a rate reached 30% into training
     "BCE + T-CE": MF(loss="bce", denoise=TCE(drop_rate=0.2, warmup=0.3)),
     # weight positives by sigmoid(score)^beta and negatives by (1 - sigmoid(score))^beta
-    "BCE + R-CE": MF(loss="bce", denoise=RCE(beta=0.25)),
+    "BCE + R-CE": MF(loss="bce", denoise=RCE()),
     "BPR": MF(loss="bpr"),
     # resample each positive from a pool of 5 of the user's items by softmax(-loss / 0.3)
     "BPR + PLD": MF(loss="bpr", denoise=PLD()),

@@ -58,7 +58,7 @@ def test_rce_tce_and_pld_at_defaults_train_on_the_fused_kernel_with_its_rule(X, 
 
 
 def test_rce_and_pld_defaults_are_the_documented_ones():
-    assert RCE().beta == 0.25 and RCE().negatives == "auto"
+    assert RCE().beta == 0.1 and RCE().negatives == "auto"
     p = PLD()
     assert (p.pool_size, p.temperature, p.warmup_epochs) == (5, 0.3, 5)
     assert np.isclose(TCE().warmup, 0.3)
