@@ -24,6 +24,15 @@ def _check_fraction(value, name, *, allow_zero=False):
     return float(value)
 
 
+def _check_data(data, fn: str) -> None:
+    """A TypeError naming what was passed when it is not an :class:`Interactions` log."""
+    if not isinstance(data, Interactions):
+        parts = [a for a in ("train", "test", "valid") if isinstance(getattr(data, a, None), Interactions)]
+        hint = (f"; it holds its logs as attributes ({', '.join('.' + a for a in parts)}): split one of them"
+                 if parts else "; build one with recfb.data.Interactions or recfb.datasets.load")
+        raise TypeError(f"split.{fn} takes an Interactions log, got {type(data).__name__}{hint}.")
+
+
 def _rank_within_user(users: np.ndarray, key: np.ndarray):
     """For rows grouped by ``users`` and ordered by ``key``: (position within user, user's count)."""
     order = np.lexsort((key, users))
@@ -41,6 +50,7 @@ def random_holdout(data: Interactions, test_fraction: float = 0.2, seed=0, valid
 
     Returns ``(train, test)``, or ``(train, valid, test)`` when ``validation_fraction > 0``.
     """
+    _check_data(data, "random_holdout")
     test_fraction = _check_fraction(test_fraction, "test_fraction")
     validation_fraction = _check_fraction(validation_fraction, "validation_fraction", allow_zero=True)
     if test_fraction + validation_fraction >= 1:
@@ -72,6 +82,7 @@ def leave_one_out(data: Interactions, by: str = "timestamp", validation: bool = 
 
     Returns ``(train, valid, test)``, or ``(train, test)`` when ``validation=False``.
     """
+    _check_data(data, "leave_one_out")
     if by == "timestamp" and data.timestamps is None:
         raise DataError("leave_one_out(by='timestamp') needs timestamps, and these interactions have none; "
                         "pass by='row' if the file is already in time order.")
@@ -93,6 +104,7 @@ def leave_one_out(data: Interactions, by: str = "timestamp", validation: bool = 
 def temporal(data: Interactions, test_fraction: float = 0.2, cut=None):
     """Global temporal cut: rows with timestamp >= ``cut`` are test. Without ``cut``, the cut is
     the ``1 - test_fraction`` quantile of the timestamps. Returns ``(train, test)``."""
+    _check_data(data, "temporal")
     if data.timestamps is None:
         raise DataError("temporal split needs timestamps, and these interactions have none.")
     if cut is None:
@@ -133,6 +145,7 @@ def strong_generalization(data: Interactions, test_users=0.1, validation_users=0
     rest the fold-in history. ``test_users`` / ``validation_users`` are fractions (< 1) or counts.
     Users with a single row cannot be split and stay in train.
     """
+    _check_data(data, "strong_generalization")
     target_fraction = _check_fraction(target_fraction, "target_fraction")
     rng = check_random_state(seed)
     counts = np.bincount(data.users, minlength=data.n_users)

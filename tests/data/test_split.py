@@ -112,3 +112,16 @@ def test_strong_generalization_holds_out_users():
 def test_fraction_validation():
     with pytest.raises(ValueError, match="test_fraction == 0"):
         split.random_holdout(random_data(), test_fraction=0)
+
+
+@pytest.mark.parametrize("fn", ["random_holdout", "leave_one_out", "temporal", "strong_generalization"])
+def test_a_bundle_or_other_object_is_refused_naming_it(fn):
+    class Bundle:  # like CoatData / ModClothData: logs as attributes
+        def __init__(self, log):
+            self.train, self.test = log, log
+
+    log = Interactions.from_arrays([0, 0, 1], [0, 1, 1])
+    with pytest.raises(TypeError, match=rf"split\.{fn} takes an Interactions log, got Bundle; .*\(\.train, \.test\)"):
+        getattr(split, fn)(Bundle(log))
+    with pytest.raises(TypeError, match="got ndarray; build one with recfb.data.Interactions"):
+        getattr(split, fn)(np.zeros((3, 2)))
