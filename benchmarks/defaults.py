@@ -46,12 +46,12 @@ SPECIAL = {**SPECIAL, "sequential": SEQUENTIAL}  # SASRec, gSASRec, BERT4Rec: le
 FAMILIES = {
     "bpr": (BPR, {"learning_rate": [0.02, 0.05, 0.1], "regularization": [0.003, 0.01, 0.03],
                   "iterations": [50, 100, 200]}),
-    "bce": (lambda **p: MF(loss="bce", **p), {"learning_rate": [0.02, 0.05, 0.1], "regularization": [0.003, 0.01, 0.03],
-                                              "num_negatives": [1, 4, 8]}),
+    "bce": (lambda **p: MF(loss="bce", **p), {"learning_rate": [0.05, 0.1], "regularization": [0.01, 0.03, 0.045, 0.06],
+                                              "iterations": [100, 200], "num_negatives": [4]}),
     "cml": (CML, {"learning_rate": [0.01, 0.02, 0.05, 0.1], "margin": [0.5, 1.0]}),
     "lightgcn": (LightGCN, {"learning_rate": [0.005, 0.01, 0.03], "regularization": [1e-4, 1e-3],
                             "batch_size": [8192, 16384, 65536]}),
-    "ease": (EASE, {"l2": [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0]}),
+    "ease": (EASE, {"l2": [25.0, 50.0, 100.0, 200.0, 350.0, 500.0, 750.0, 1000.0, 1500.0, 2500.0, 4000.0]}),
     "itemknn": (ItemKNN, {"neighbors": [25, 50, 100, 200, 400], "shrink": [0.0, 10.0, 50.0]}),
 }
 QUICK = {
