@@ -26,10 +26,8 @@ import platform
 import statistics
 import sys
 import time
-import warnings
 
 import numpy as np
-import scipy.sparse as sp
 
 _ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 _ap.add_argument("--datasets", nargs="+", default=["ml-100k", "lastfm-2k"])
@@ -43,10 +41,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMB
     os.environ[_var] = str(ARGS.threads)  # before torch, numba and implicit load
 
 import torch  # noqa: E402
-from _report import shared_data_dir  # noqa: E402
 
-import recfb  # noqa: E402
-from recfb.data import split  # noqa: E402
 from recfb.evaluation import ranking_metrics  # noqa: E402
 from recfb.models import LightGCN  # noqa: E402
 from recfb.models.lightgcn import LightGCNScorer, normalized_adjacency  # noqa: E402
@@ -76,18 +71,9 @@ class LayerwiseScorer(LightGCNScorer):
 
 
 def load_split(name):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = recfb.datasets.load(name, data_dir=shared_data_dir(), quiet=True)
-    train, test = split.random_holdout(ds, test_fraction=0.2, seed=0)
-
-    def binary(part):
-        X = sp.csr_matrix(part.matrix, dtype=np.float32)
-        X.sum_duplicates()
-        X.data[:] = 1.0
-        X.sort_indices()
-        return X
-    return binary(train), binary(test)
+    """The leaderboard's binary train / test CSR of ``name`` (``benchmarks/leaderboard.py``)."""
+    from leaderboard import load_split as leaderboard_split
+    return leaderboard_split(name)[:2]
 
 
 def step_times(X, steps, rounds, batch):

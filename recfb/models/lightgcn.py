@@ -1,7 +1,6 @@
 """LightGCN (He et al., SIGIR 2020) on torch_geometric's LGConv, trained with BPR."""
 from __future__ import annotations
 
-import contextlib
 import warnings
 
 import numpy as np
@@ -190,17 +189,10 @@ def _weighted_square_sum(x, rows, weights):  # pragma: no cover
     return total
 
 
-@contextlib.contextmanager
 def _numba_threads():
     """numba runs the kernels on torch's thread count (``torch.set_num_threads``), restored after."""
-    import numba
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        numba.set_num_threads(previous)
+    from recfb.train._fused import kernel_threads
+    return kernel_threads(torch.get_num_threads())
 
 
 class _BipartiteOperator:

@@ -135,6 +135,13 @@ def _sample_update_rce(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, 
     return loss
 
 
+@njit(cache=True, fastmath=True)
+def _chunk(c, n, n_chunks):
+    """The sample range ``[lo, hi)`` of chunk ``c`` when ``n`` samples are cut into ``n_chunks``
+    contiguous chunks (one per thread, Hogwild)."""
+    return c * n // n_chunks, (c + 1) * n // n_chunks
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, kind, n_chunks):
     n = order.size
@@ -142,8 +149,7 @@ def _epoch(U, V, b, has_bias, users, items, order, negatives, weights, has_weigh
     for c in prange(n_chunks):
         grad_u = np.empty(U.shape[1], np.float32)
         coef = np.empty(negatives.shape[1], np.float32)
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
+        lo, hi = _chunk(c, n, n_chunks)
         acc = 0.0
         for p in range(lo, hi):
             s = order[p]
@@ -164,8 +170,7 @@ def _epoch_rce(U, V, b, has_bias, users, items, order, negatives, weights, has_w
         grad_u = np.empty(U.shape[1], np.float32)
         coef = np.empty(negatives.shape[1], np.float32)
         rec = np.empty(2)
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
+        lo, hi = _chunk(c, n, n_chunks)
         acc = 0.0
         for p in range(lo, hi):
             s = order[p]
@@ -264,8 +269,7 @@ def _epoch_pld(U, V, b, has_bias, users, items, order, negatives, weights, has_w
     for c in prange(n_chunks):
         grad_u = np.empty(U.shape[1], np.float32)
         coef = np.empty(negatives.shape[1], np.float32)
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
+        lo, hi = _chunk(c, n, n_chunks)
         acc = 0.0
         for p in range(lo, hi):
             u = users[order[p]]
@@ -293,7 +297,7 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     negatives. ``rce``: an optional ``(beta, negatives, last_loss, last_weight)`` applying R-CE
     per sample (see :func:`_sample_update`), recording each visited interaction's loss and
     weight into the float32 arrays ``last_loss``/``last_weight`` (nnz,). ``tce``: an optional
-    ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight[, by_score])`` applying
+    ``(drop_rate, warmup_steps, first_step, block, last_loss, last_weight, by_score)`` applying
     T-CE per block of ``block`` samples (see :func:`_epoch_tce`; ``by_score``: rank by the
     positive's log loss). ``pld``: an optional ``(pool, pool_neg,
     gumbel, temperature, last_loss)`` resampling each sample's positive from its pool (see
@@ -305,14 +309,13 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
     if tce is not None:
-        drop_rate, warmup_steps, first_step, block, last_loss, last_weight, *rest = tce
-        by_score = bool(rest[0]) if rest else False
-        with _kernel_threads(num_threads):
+        drop_rate, warmup_steps, first_step, block, last_loss, last_weight, by_score = tce
+        with kernel_threads(num_threads):
             return float(_epoch_tce(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
                                     np.float32(learning_rate), np.float32(regularization), kind, int(block),
-                                    int(first_step), float(drop_rate), float(warmup_steps), by_score, last_loss,
+                                    int(first_step), float(drop_rate), float(warmup_steps), bool(by_score), last_loss,
                                     last_weight))
-    with _kernel_threads(num_threads) as threads:
+    with kernel_threads(num_threads) as threads:
         if pld is not None:
             pool, pool_neg, gumbel, temperature, last_loss = pld
             return float(_epoch_pld(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
@@ -328,8 +331,9 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
 
 
 @contextlib.contextmanager
-def _kernel_threads(num_threads):
-    """numba's thread count for one kernel call (0/None: all of numba's threads), restored after."""
+def kernel_threads(num_threads):
+    """numba's thread count for one kernel call (0/None: all of numba's threads), restored after
+    (the MF, CML and LightGCN kernels)."""
     import numba
     threads = numba.config.NUMBA_NUM_THREADS if num_threads in (0, None) else int(num_threads)
     threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
@@ -418,8 +422,8 @@ def _cml_block(U, V, users, items, order, negatives, weights, has_weights, lo, h
     n = hi - lo
     losses = np.zeros(n_chunks)
     for c in prange(n_chunks):
-        a = lo + c * n // n_chunks
-        b = lo + (c + 1) * n // n_chunks
+        a, b = _chunk(c, n, n_chunks)
+        a, b = lo + a, lo + b
         acc = 0.0
         for p in range(a, b):
             s = order[p]
@@ -483,7 +487,7 @@ def cml_sgd_epoch(U, V, users, items, order, negatives, weights, learning_rate, 
     w = weights if has_weights else np.zeros(1, np.float32)
     lr, reg, m = np.float32(learning_rate), np.float32(regularization), np.float32(margin)
     total = 0.0
-    with _kernel_threads(num_threads) as threads:
+    with kernel_threads(num_threads) as threads:
         for lo in range(0, order.size, block_size):
             hi = min(lo + block_size, order.size)
             total += float(_cml_block(U, V, users, items, order, negatives, w, has_weights, lo, hi, lr, reg, m,

@@ -446,7 +446,7 @@ class Trainer(EpochLoop):
             total = torch.zeros((), device=dev)
             # a denoiser here is one the kernel implements (R-CE per sample, T-CE per block, PLD
             # per sample from its draws, at most kernel_span samples per call)
-            span = (getattr(self.denoiser, "kernel_span", None) or order.numel()) if order.numel() else 1
+            span = max(1, getattr(self.denoiser, "kernel_span", None) or order.numel())
             for lo in range(0, order.numel(), span):
                 part = order[lo:lo + span]
                 extra = {} if self.denoiser is None else {
