@@ -65,17 +65,20 @@ class PLD(Denoiser):
         if epoch < self.warmup_epochs:
             return index
         u = self.users_[index]
-        k = self.pool_size
-        offsets = (torch.rand((index.numel(), k), generator=generator, device=index.device)
-                   * self.count_[u].unsqueeze(1)).long()
-        pool = self.start_[u].unsqueeze(1) + offsets  # (B, k) interaction indices
+        pool = self._pools(u, generator)
         loss = step.candidate_losses(u, self.items_[pool], generator, pool, step_number)
         with torch.no_grad():
             self.last_loss_[pool.reshape(-1)] = loss.reshape(-1)
             # softmax(-loss / T) sampling by the Gumbel-max trick (seeded by the loop's generator)
-            g = torch.rand(loss.shape, generator=generator, device=index.device).clamp_(1e-12, 1).log_().neg_().log_()
-            choice = torch.argmax(loss.div_(-self.temperature).sub_(g), dim=1)
+            choice = torch.argmax(loss.div_(-self.temperature).add_(_gumbel(loss.shape, generator, u.device)), dim=1)
         return pool.gather(1, choice.unsqueeze(1)).squeeze(1)
+
+    def _pools(self, u, generator):
+        """(B, pool_size) interaction indices: each slot's pool of its user's positives, uniform
+        with replacement (a user's interactions are contiguous in CSR order)."""
+        offsets = (torch.rand((u.numel(), self.pool_size), generator=generator, device=u.device)
+                   * self.count_[u].unsqueeze(1)).long()
+        return self.start_[u].unsqueeze(1) + offsets
 
     #: 2**20 samples per kernel call: the pools, negatives and noise of a call take ~64 MiB
     kernel_span = 1 << 20
@@ -90,12 +93,9 @@ class PLD(Denoiser):
         if epoch < self.warmup_epochs:
             return None
         u = users[order]
-        n, k = u.numel(), self.pool_size
-        offsets = (torch.rand((n, k), generator=generator, device=u.device) * self.count_[u].unsqueeze(1)).long()
-        pool = self.start_[u].unsqueeze(1) + offsets
+        pool = self._pools(u, generator)
         pool_neg = negatives.sample(u, 1, generator)[:, 0]
-        gumbel = torch.rand((n, k), generator=generator, device=u.device).clamp_(1e-12, 1).log_().neg_().log_().neg_()
-        return {"pool": pool, "negatives": pool_neg, "gumbel": gumbel}
+        return {"pool": pool, "negatives": pool_neg, "gumbel": _gumbel(pool.shape, generator, u.device)}
 
     def noise_scores(self):
         """The last pool loss of every training interaction (NaN if never in a pool)."""
@@ -107,3 +107,8 @@ class PLD(Denoiser):
     def load_state_dict(self, state):
         if state:
             self.last_loss_ = state["last_loss"].to(self.last_loss_.device)
+
+
+def _gumbel(shape, generator, device) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log U)`` from the loop's generator (the Gumbel-max draw)."""
+    return torch.rand(shape, generator=generator, device=device).clamp_(1e-12, 1).log_().neg_().log_().neg_()

@@ -113,11 +113,8 @@ class EmbeddingRecommender(Recommender):
                 raise DataError("sample_weight must be finite and >= 0.")
         if valid_items is not None:
             valid_items = check_csr(valid_items, "valid_items", n_items=X.shape[1], n_rows=X.shape[0])
-        self.device_ = resolve_device(self.device)
         comm = get_comm(distributed)  # a no-op Comm for one process
-        objective = self._objective(X)
-        self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm, inputs)
-        self._resolve_settings(X)
+        objective = self._resolve_fit(X, comm, inputs)
         seed = 0 if self.random_state is None else int(self.random_state)
         gen = torch.Generator().manual_seed(seed)
         # modules' default initialisers draw from the global RNG: seed it for them, and give the
@@ -146,11 +143,10 @@ class EmbeddingRecommender(Recommender):
         X = check_csr(user_items, "user_items", allow_empty=False)
         probe = copy.deepcopy(self)
         probe._check_common()
-        probe.device_ = resolve_device(probe.device)
-        probe.optimizer_ = probe._resolve_optimizer(probe._objective(X), probe.denoise, None, inputs)
-        auto = probe._auto_settings(X, probe.optimizer_)
-        return {name: auto[name] for name in ("iterations", "learning_rate", "regularization", "num_negatives",
-                                              "batch_size") if name in auto and getattr(self, name, 0) is None}
+        probe._resolve_fit(X, None, inputs)  # the code fit runs: the values are fit's own
+        return {name: getattr(probe, name + "_") for name in ("iterations", "learning_rate", "regularization",
+                                                              "num_negatives", "batch_size")
+                if getattr(self, name, 0) is None}
 
     #: objective classes the scorer's compiled per-sample SGD kernel trains (empty: no kernel)
     fused_objectives: tuple = ()
@@ -171,6 +167,15 @@ class EmbeddingRecommender(Recommender):
         return TrainConfig(epochs=self.iterations_, batch_size=self.batch_size_, learning_rate=self.learning_rate_,
                            optimizer=self.optimizer_, lr_schedule=self.lr_schedule_, num_negatives=num_negatives,
                            patience=patience, seed=self.random_state, num_threads=num_threads, **run)
+
+    def _resolve_fit(self, X, comm, inputs):
+        """``device_``, the objective, ``optimizer_`` and the derived settings of a fit on ``X``
+        (:meth:`_resolve_optimizer`, :meth:`_resolve_settings`); returns the objective."""
+        self.device_ = resolve_device(self.device)
+        objective = self._objective(X)
+        self.optimizer_ = self._resolve_optimizer(objective, self.denoise, comm, inputs)
+        self._resolve_settings(X)
+        return objective
 
     def _resolve_optimizer(self, objective, denoiser, comm=None, inputs=None) -> str:
         """``"auto"``: the compiled per-sample SGD kernel where it applies (MF/BPR with the BPR or
