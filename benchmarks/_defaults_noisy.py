@@ -176,12 +176,13 @@ K = 20
 def _denoisers():
     from recfb.denoise import PLD, RCE, TCE
     from recfb.losses import NBPO
-    # the default rows are the centre (drop_rate 0.2, beta 0.1, temperature 0.3, flip L2 1e-3);
-    # the grid adds the points either side (RESULTS.md "Defaults (issue 13)", fourth session)
+    # the default rows are the centre (drop_rate 0.2, beta 0.1, temperature 0.3, flip L2 0.3);
+    # the grid adds the points either side (RESULTS.md "Defaults (issue 13)", fourth and fifth
+    # sessions; NBPO's flip L2 from 0.3 up is the constant-flip limit, so 1e-3 and 0.25 bracket it)
     return {"tce": ("bce", TCE, "drop_rate", [0.1]),
             "rce": ("bce", RCE, "beta", [0.05, 0.25]),
             "pld": ("bpr", PLD, "temperature", [0.1, 1.0]),
-            "nbpo": ("bce", NBPO, "flip_regularization", [1e-2])}
+            "nbpo": ("bce", NBPO, "flip_regularization", [1e-3, 0.25])}
 
 
 DENOISE_QUICK = {"tce": [0.2], "rce": [0.1]}

@@ -39,14 +39,25 @@ def nbpo_loss(pos: torch.Tensor, neg: torch.Tensor, flip_pos: torch.Tensor, flip
 class NBPO(Objective):
     """NBPO objective: a second, low-rank factorisation ``gamma_ui = p_u . q_i`` gives each
     (user, item) its label-flip logit; both factorisations are trained jointly by the model's
-    optimiser. See :func:`nbpo_loss` for the likelihood.
+    optimiser (``MF(loss="nbpo")``: the compiled per-sample SGD kernel, which steps the flip
+    factors beside the model's; Adam on the autograd path). See :func:`nbpo_loss` for the
+    likelihood.
 
     Parameters
     ----------
     flip_factors : int, default 50
         Rank of the flip model (the paper: 50).
-    flip_regularization : float, default 1e-3
-        L2 on the flip factors a sample touches (``0.5 * reg * ||.||^2``).
+    flip_regularization : float, default 0.3
+        L2 on the flip factors a sample touches (``0.5 * reg * ||.||^2``). Chosen on clean
+        validation on three injected-noise logs (``benchmarks/defaults.py --families denoise``;
+        RESULTS.md, "Defaults (issue 13)", fifth session). At the authors' scale (1e-3) the
+        flip model learns ``phi ~ 0.94-0.96`` on unvoted pairs, the collapse described below,
+        and scored 0.80-1.04x plain BCE; at 0.25 it still learns per-pair flips (mean 0.55-0.66)
+        and scored 0.99-1.19x; from 0.3 up the flip factors shrink to zero, so ``phi = 0.5`` on
+        every pair: a constant flip rate, under which the loss is BCE with the positives at half
+        weight and each unvoted score pulled towards ``sigmoid(s) = 1/3``. That limit scored
+        1.003-1.20x plain BCE on every log and seed, the mildest worst case, hence the default.
+        Lower it to let the per-pair flips learn (with early stopping).
     init_flip : float in (0, 1), default 0.002
         Initial flip probability; the flip factors start at
         ``p ~ a U(0,1)``, ``q ~ -a U(0,1)`` with ``a`` set so that ``sigmoid(p . q)`` averages
@@ -67,7 +78,7 @@ class NBPO(Objective):
     name = "nbpo"
     pointwise = True
 
-    def __init__(self, flip_factors: int = 50, flip_regularization: float = 1e-3, init_flip: float = 0.002,
+    def __init__(self, flip_factors: int = 50, flip_regularization: float = 0.3, init_flip: float = 0.002,
                  seed: int = 0):
         super().__init__()
         if isinstance(flip_factors, bool) or not isinstance(flip_factors, int) or flip_factors < 1:

@@ -7,6 +7,7 @@ import torch
 from recfb.denoise import PLD, RCE, TCE
 from recfb.losses import BCE as _BCEObjective
 from recfb.losses import BPR as _BPRObjective
+from recfb.losses import NBPO as _NBPOObjective
 from recfb.losses import make_objective
 from recfb.models._embedding import EmbeddingRecommender, embedding_constraints
 from recfb.sampling import make_negative_sampler
@@ -26,7 +27,7 @@ def _sqnorm(x: torch.Tensor) -> torch.Tensor:
 class MFScorer(Scorer):
     """``s_ui = p_u . q_i (+ b_i)``. Shapes: users (B,), items (B,) or (B, n)."""
 
-    fused_objectives = (_BPRObjective, _BCEObjective)
+    fused_objectives = (_BPRObjective, _BCEObjective, _NBPOObjective)
     fused_denoisers = (RCE, TCE, PLD)
 
     def __init__(self, n_users, n_items, factors, generator, *, biases=False, sparse=False, regularization=0.0,
@@ -71,7 +72,9 @@ class MFScorer(Scorer):
         PLD's pool draw per sample from ``inputs`` (:meth:`recfb.denoise.PLD.kernel_inputs`;
         None in its warm-up: the plain epoch)."""
         from recfb.train._fused import mf_sgd_epoch
-        rce = tce = pld = None
+        rce = tce = pld = nbpo = None
+        if isinstance(objective, _NBPOObjective):  # the flip factors train in place beside the model's
+            nbpo = (objective.user_flip.data.numpy(), objective.item_flip.data.numpy(), objective.flip_regularization)
         if isinstance(denoiser, PLD) and inputs is not None:
             pld = (inputs["pool"].numpy(), inputs["negatives"].numpy(), inputs["gumbel"].numpy(),
                    denoiser.temperature, denoiser.last_loss_.numpy())
@@ -87,7 +90,7 @@ class MFScorer(Scorer):
                 None if self.bias is None else self.bias.weight.data.numpy().reshape(-1),
                 users.numpy(), items.numpy(), order.numpy(), negatives.numpy(),
                 None if weights is None else weights.numpy(), learning_rate, self.regularization_weight,
-                objective.name, num_threads, rce=rce, tce=tce, pld=pld)
+                objective.name, num_threads, rce=rce, tce=tce, pld=pld, nbpo=nbpo)
 
     def sparse_parameters(self):
         mods = [self.user, self.item] + ([self.bias] if self.bias is not None else [])
@@ -136,8 +139,9 @@ class MF(EmbeddingRecommender):
         pointwise ones (BCE, Rel-MF, DR Rel-MF, NBPO), which learn "not clicked" only from them.
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
-        ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR or
-        BCE objective, no denoiser other than R-CE, T-CE or PLD, CPU), ``"adam"`` everywhere else.
+        ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR,
+        BCE or NBPO objective, no denoiser other than R-CE, T-CE or PLD and none with NBPO, CPU),
+        ``"adam"`` everywhere else.
         ``"fused_sgd"``: per-sample SGD in a compiled Hogwild kernel (as implicit's BPR does; its speed against the
         autograd loop is in benchmarks/RESULTS.md); with ``num_threads=1`` it is deterministic, with more threads
         updates race (as in implicit), so runs agree in quality but not bit for bit.
@@ -265,6 +269,12 @@ class MF(EmbeddingRecommender):
     fused_objectives = MFScorer.fused_objectives
     fused_denoisers = MFScorer.fused_denoisers
 
+    def _fused_blockers(self, **inputs) -> list:
+        nbpo = self.loss == "nbpo" if isinstance(self.loss, str) else isinstance(self.loss, _NBPOObjective)
+        if nbpo and self.denoise is not None:
+            return ["the kernel trains NBPO (itself the noise model) without a denoiser"]
+        return []
+
     def _auto_settings(self, X, optimizer):
         name = getattr(self.loss, "name", self.loss)
         settings = mf_auto_settings(X.nnz, optimizer, name)
@@ -282,7 +292,9 @@ def mf_auto_settings(nnz: int, optimizer: str, loss: str = "bpr") -> dict:
     with a larger step (0.1 at <= 200k; on ml-100k and lastfm-2k 0.1 x 100 epochs scored
     0.989-1.010x the validation NDCG@10 of 0.05 x 200 epochs, at half the fit), larger logs run
     fewer epochs at 0.05 (ml-1m: 50-57). L2 ``clip(0.03 * sqrt(1e5 / nnz), 0.01, 0.03)``
-    (sparser, smaller logs want more). Adam (the autograd path: unbiased objectives, NBPO, GPU):
+    (sparser, smaller logs want more; NBPO, whose flip model trains beside, takes this rule:
+    BCE's larger L2 cost it 20% of clean validation). Adam (the autograd path: unbiased
+    objectives, NBPO with a denoiser, GPU):
     learning rate 0.01, constant, L2 0.03, epochs ``clip(1e7 / nnz, 20, 100)``; batches of 8,192.
 
     By ``loss`` (its name): ``"bce"`` on the kernel takes more L2, ``clip(0.04 * sqrt(1e5 / nnz),

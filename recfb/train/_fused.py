@@ -136,6 +136,42 @@ def _sample_update_rce(U, V, b, has_bias, u, i, negs, w, lr, reg, kind, grad_u, 
 
 
 @njit(cache=True, fastmath=True)
+def _sample_update_nbpo(U, V, b, has_bias, u, i, negs, w, lr, reg, grad_u, coef, P, Q, reg_f, grad_f, coef_f):
+    """One SGD step of NBPO (:func:`recfb.losses.nbpo_loss`) on one positive and its negatives:
+    the scores ``s`` (``U``, ``V``, bias) and the flip logits ``g = P[u] . Q[.]`` are computed
+    with the old parameters, ``rho = sigmoid(s)`` and ``phi = sigmoid(g)``; the surrogate's
+    stop-gradient factors are those old values. Gradients of ``-loss``:
+
+    - voted i:   ds = w (1 - phi) sigmoid(-s),  dg = -w rho sigmoid(g)
+    - unvoted j: ds = phi sigmoid(-s) - sigmoid(s),  dg = rho sigmoid(-g)
+
+    then both factorisations take :func:`_apply_update` (the flip model with L2 ``reg_f``, no
+    bias). The sample weight ``w`` scales the positive's terms, as the training step does."""
+    n = negs.size
+    pu = U[u]
+    fu = P[u]
+    s_pos = _dot(pu, V[i]) + (b[i] if has_bias else np.float32(0.0))
+    g_pos = _dot(fu, Q[i])
+    sp_s, rho = _logistic(s_pos)  # softplus(s), sigmoid(s)
+    sp_g, phi = _logistic(g_pos)
+    loss = w * ((1.0 - phi) * (sp_s - s_pos) + rho * sp_g)  # softplus(-s) = softplus(s) - s
+    c_pos = np.float32(w * (1.0 - phi) * (1.0 - rho))
+    cf_pos = np.float32(-w * rho * phi)
+    for k in range(n):
+        j = negs[k]
+        s_neg = _dot(pu, V[j]) + (b[j] if has_bias else np.float32(0.0))
+        g_neg = _dot(fu, Q[j])
+        sp_n, rho_n = _logistic(s_neg)
+        spg_n, phi_n = _logistic(g_neg)
+        loss += phi_n * (sp_n - s_neg) + sp_n + rho_n * (spg_n - g_neg)  # softplus(-g) = softplus(g) - g
+        coef[k] = np.float32(phi_n * (1.0 - rho_n) - rho_n)
+        coef_f[k] = np.float32(rho_n * (1.0 - phi_n))
+    _apply_update(U, V, b, has_bias, u, i, negs, lr, reg, c_pos, coef, grad_u)
+    _apply_update(P, Q, b, False, u, i, negs, lr, reg_f, cf_pos, coef_f, grad_f)
+    return loss
+
+
+@njit(cache=True, fastmath=True)
 def _chunk(c, n, n_chunks):
     """The sample range ``[lo, hi)`` of chunk ``c`` when ``n`` samples are cut into ``n_chunks``
     contiguous chunks (one per thread, Hogwild)."""
@@ -289,8 +325,31 @@ def _epoch_pld(U, V, b, has_bias, users, items, order, negatives, weights, has_w
     return losses.sum()
 
 
+@njit(cache=True, parallel=True, fastmath=True)
+def _epoch_nbpo(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, n_chunks, P, Q,
+                reg_f):
+    """NBPO (:class:`recfb.losses.NBPO`) on per-sample SGD: :func:`_sample_update_nbpo` per
+    sample, the flip factors ``P``, ``Q`` updated in place beside the model's."""
+    n = order.size
+    losses = np.zeros(n_chunks)
+    for c in prange(n_chunks):
+        grad_u = np.empty(U.shape[1], np.float32)
+        coef = np.empty(negatives.shape[1], np.float32)
+        grad_f = np.empty(P.shape[1], np.float32)
+        coef_f = np.empty(negatives.shape[1], np.float32)
+        lo, hi = _chunk(c, n, n_chunks)
+        acc = 0.0
+        for p in range(lo, hi):
+            s = order[p]
+            w = weights[s] if has_weights else 1.0
+            acc += _sample_update_nbpo(U, V, b, has_bias, users[s], items[s], negatives[p], w, lr, reg, grad_u, coef,
+                                       P, Q, reg_f, grad_f, coef_f)
+        losses[c] = acc
+    return losses.sum()
+
+
 def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_rate, regularization,
-                 objective: str, num_threads: int = 0, rce=None, tce=None, pld=None) -> float:
+                 objective: str, num_threads: int = 0, rce=None, tce=None, pld=None, nbpo=None) -> float:
     """One epoch of per-sample SGD, in place on float32 arrays ``U``, ``V`` (and ``bias``).
 
     ``order`` (n,) are the interaction indices to visit, ``negatives`` (n, k) their sampled
@@ -301,9 +360,15 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
     T-CE per block of ``block`` samples (see :func:`_epoch_tce`; ``by_score``: rank by the
     positive's log loss). ``pld``: an optional ``(pool, pool_neg,
     gumbel, temperature, last_loss)`` resampling each sample's positive from its pool (see
-    :func:`_epoch_pld`). Returns the summed loss (for the loop's logging and NaN check).
+    :func:`_epoch_pld`). ``nbpo`` (``objective="nbpo"``): ``(P, Q, flip_regularization)``, the
+    flip factors trained beside the model's (see :func:`_epoch_nbpo`). Returns the summed loss
+    (for the loop's logging and NaN check).
     """
-    kind = {"bpr": BPR, "bce": BCE}[objective]
+    kind = {"bpr": BPR, "bce": BCE, "nbpo": BCE}[objective]
+    if (objective == "nbpo") != (nbpo is not None):
+        raise ValueError("objective='nbpo' and the nbpo=(P, Q, flip_regularization) argument go together.")
+    if nbpo is not None and (rce is not None or tce is not None or pld is not None):
+        raise ValueError("the NBPO kernel takes no denoiser (NBPO is the noise model).")
     has_bias = bias is not None
     b = bias if has_bias else np.zeros(1, np.float32)
     has_weights = weights is not None
@@ -316,6 +381,11 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
                                     int(first_step), float(drop_rate), float(warmup_steps), bool(by_score), last_loss,
                                     last_weight))
     with kernel_threads(num_threads) as threads:
+        if nbpo is not None:
+            P, Q, flip_reg = nbpo
+            return float(_epoch_nbpo(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
+                                     np.float32(learning_rate), np.float32(regularization), threads, P, Q,
+                                     np.float32(flip_reg)))
         if pld is not None:
             pool, pool_neg, gumbel, temperature, last_loss = pld
             return float(_epoch_pld(U, V, b, has_bias, users, items, order, negatives, w, has_weights,

@@ -8,6 +8,7 @@ import pytest
 
 from recfb.datasets import make_world
 from recfb.denoise import PLD, RCE, TCE
+from recfb.losses import NBPO
 from recfb.models import MF
 from recfb.models.mf import mf_auto_settings
 
@@ -17,17 +18,20 @@ def X():
     return make_world(n_users=50, n_items=40, density=0.08, noise_rate=0.2, seed=1).clicks.matrix
 
 
-@pytest.mark.parametrize("make", [lambda: MF(loss="nbpo")])
-def test_nbpo_at_defaults_trains_on_adam_with_the_documented_rule(X, make):
-    model = make()
+@pytest.mark.parametrize("denoise,optimizer", [(None, "fused_sgd"), (TCE(), "adam")])
+def test_nbpo_at_defaults_trains_with_the_documented_rule(X, denoise, optimizer):
+    model = MF(loss="nbpo", denoise=denoise)
     model.iterations = 2  # the rest stays at the defaults
     model.fit(X, show_progress=False)
-    rule = mf_auto_settings(X.nnz, "adam")
-    assert model.optimizer_ == "adam"  # per-batch losses: the autograd loop, not the fused kernel
+    # the compiled kernel (flip factors stepped beside the model's); with a denoiser the autograd loop
+    assert model.optimizer_ == optimizer
+    rule = mf_auto_settings(X.nnz, optimizer, "nbpo")
     assert (model.learning_rate_, model.regularization_, model.lr_schedule_) == (
         rule["learning_rate"], rule["regularization"], rule["lr_schedule"])
-    pointwise = model.loss in ("bce", "nbpo")
-    assert model.num_negatives_ == (4 if pointwise else 1)
+    # NBPO keeps BPR's L2 rule on the kernel, not BCE's larger one
+    assert rule["regularization"] == mf_auto_settings(X.nnz, optimizer, "bpr")["regularization"]
+    assert model.num_negatives_ == 4
+    assert NBPO().flip_regularization == 0.3  # the documented default (constant-flip limit)
     # the epochs rule itself, at the sizes of the injected-noise protocol and beyond
     assert mf_auto_settings(46_000, "adam")["iterations"] == 100
     assert mf_auto_settings(2e5, "adam")["iterations"] == 50 and mf_auto_settings(1e8, "adam")["iterations"] == 20
