@@ -1,6 +1,6 @@
 """Train MF on noisy implicit feedback with T-CE, R-CE, PLD and NBPO, at their defaults, and
-look at which training clicks T-CE treated as noise. T-CE, R-CE and PLD run inside the
-compiled kernel (as the plain losses do); NBPO trains with Adam (``model.optimizer_``).
+look at which training clicks T-CE treated as noise. T-CE, R-CE, PLD and NBPO run inside the
+compiled kernel, as the plain losses do (``model.optimizer_`` says so).
 
 Run: .venv/bin/python examples/denoise.py   (needs ml-100k: set RECFB_DATA_DIR, see README)
 """
@@ -28,8 +28,9 @@ models = {  # every setting not written here is derived from the data at fit (se
     "BPR": MF(loss="bpr"),
     # resample each positive from a pool of 5 of the user's items by softmax(-loss / 0.3)
     "BPR + PLD": MF(loss="bpr", denoise=PLD()),
-    # label-flip likelihood with a learned rank-16 flip model
-    "NBPO": MF(loss=NBPO(flip_factors=16), negatives="verified"),
+    # the label-flip likelihood of a low-rank flip model (its default L2 shrinks it to a
+    # constant flip rate; lower flip_regularization lets per-pair flips learn)
+    "NBPO": MF(loss=NBPO(), negatives="verified"),
 }
 for name, model in models.items():
     model.fit(X, show_progress=False)
