@@ -62,9 +62,10 @@ PATIENCE = {"sasrec": 3, "gsasrec": 8, "bert4rec": 6, "sasrec-softmax": 3}
 USERS, EVAL_EVERY, MAX_EPOCHS = 1500, 5, 200
 
 
-def load_split(name, n_users, seed=0):
+def load_split(name, n_users, seed=0, with_test=False):
     """(train, valid) of leave-one-out on ``name``, on a fixed user subsample when the dataset has
-    more than ``n_users`` users (None: all)."""
+    more than ``n_users`` users (None: all); (train, valid, test) with ``with_test`` (only
+    benchmarks/tune.py reads the test part, after tuning)."""
     from recfb.data import split
     from recfb.datasets import load
     with warnings.catch_warnings():
@@ -73,8 +74,8 @@ def load_split(name, n_users, seed=0):
     if n_users and data.n_users > n_users:
         keep = np.sort(np.random.default_rng(seed).choice(data.n_users, n_users, replace=False))
         data = data.subset(np.isin(data.users, keep)).compact()
-    train, valid, _test = split.leave_one_out(data, by="timestamp" if data.timestamps is not None else "row")
-    return train, valid
+    train, valid, test = split.leave_one_out(data, by="timestamp" if data.timestamps is not None else "row")
+    return (train, valid, test) if with_test else (train, valid)
 
 
 def valid_ndcg(model, train, valid):
@@ -102,8 +103,10 @@ def default_run(make, train, valid, quick=False):
     t0 = time.perf_counter()
     model.fit(train, show_progress=False)
     seconds = time.perf_counter() - t0
+    selection = getattr(model, "selection_history_", [])  # the holdout run that chose iterations_
     return {"ndcg": valid_ndcg(model, train, valid), "fit_s": seconds, "iterations_": getattr(model, "iterations_", None),
-            "epochs": len(model.history_)}
+            "epochs": len(model.history_), "selection_epochs": len(selection),
+            "holdout_curve": [round(h["valid"], 4) for h in selection if "valid" in h]}
 
 
 def popularity(train, valid):

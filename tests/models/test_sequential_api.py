@@ -111,7 +111,7 @@ def test_old_import_paths_still_work():
         EVAL_STEPS,
         HOLDOUT_FRACTION,
         LOSSES,
-        GrowingPatience,
+        AutoStopping,
         SequenceEncoder,
         auto_eval_every,
         gbce_beta,

@@ -8,7 +8,7 @@ from recfb.data import Interactions
 from recfb.data.split import leave_one_out
 from recfb.evaluation import ranking_metrics
 from recfb.models import BERT4Rec, SASRec, gSASRec
-from recfb.models.sequential import GrowingPatience, auto_eval_every, holdout_last, pack_sequences
+from recfb.models.sequential import AutoStopping, auto_eval_every, choose_epoch, holdout_last, pack_sequences
 from recfb.models.sequential import schedule as sequential  # the fit reads the rule's constants from here
 from recfb.train import TrainConfig
 
@@ -85,13 +85,16 @@ def test_defaults_derive_epochs_by_early_stopping_on_held_out_last_items(cls, mo
     assert model.eval_every_ == 2 and model.patience_ == sequential.AUTO_PATIENCE == 10
     selection = model.selection_history_
     epochs = [h["epoch"] for h in selection if "valid" in h]
+    scores = [h["valid"] for h in selection if "valid" in h]
     assert epochs == list(range(2, len(selection) + 1, 2))
     if model.stopped_by_ == "patience":  # 10 validations, or half the best epoch when that is more
         waited = max(10, int(np.ceil(0.5 * model.best_epoch_ / 2)))
         assert epochs[-1] - model.best_epoch_ == 2 * waited
     else:
         assert model.stopped_by_ == "epochs" and len(selection) == 80
-    assert model.iterations_ == model.best_epoch_
+    # the epochs kept: the maximum of the holdout's curve averaged over 5 validations (brute force)
+    smoothed = [np.mean(scores[max(i - 2, 0):i + 3]) for i in range(len(scores))]
+    assert model.iterations_ == epochs[int(np.argmax(smoothed))] == choose_epoch(epochs, scores)
     # then refitted on everything for iterations_ epochs, without validation
     assert len(model.history_) == model.iterations_ and not any("valid" in h for h in model.history_)
     # the stored histories are the whole train sequences again (held-out items restored) ...
@@ -127,18 +130,20 @@ def test_growing_patience_is_half_the_best_epoch_in_validations(monkeypatch):
     monkeypatch.setattr(sequential, "AUTO_PATIENCE", 5)
     class Trainer:  # the callback reads the loop's history and config only
         def __init__(self, eval_every):
-            self.history, self.config = [], TrainConfig(eval_every=eval_every, patience=5)
+            self.history, self.config, self.stopped_by = [], TrainConfig(eval_every=eval_every, epochs=500), "epochs"
 
+    # validations every 4 epochs; 0.5 at epoch 44 is the (first) best: patience max(5, ceil(0.5 * 44 / 4)) = 6
+    curve = {4: 0.1, 8: 0.3, 12: 0.2, 40: 0.3, 44: 0.5, 48: 0.4, 52: 0.4, 56: 0.4, 60: 0.4, 64: 0.4, 68: 0.5,
+             72: 0.1}
     t = Trainer(eval_every=4)
-    cb = GrowingPatience(t)
-    curve = {4: 0.1, 8: 0.3, 12: 0.2, 40: 0.3, 44: 0.5, 48: 0.4, 88: 0.5}
-    want = {4: 5, 8: 5, 12: 5, 40: 5, 44: 6, 48: 6, 88: 6}  # ceil(0.5 * 44 / 4) = 6; ties keep the first best
-    for epoch in range(1, 89):
+    cb = AutoStopping(t, n_users=10_000, steps_per_epoch=1, smooth=False)
+    for epoch in range(1, 73):
         logs = {"epoch": epoch, **({"valid": curve[epoch]} if epoch in curve else {})}
         t.history.append(logs)
         cb(epoch, logs)
-        if epoch in want:
-            assert t.config.patience == want[epoch], epoch
+        if t.config.epochs == epoch:  # the loop would end here
+            break
+    assert t.config.epochs == 68 and t.stopped_by == "patience" and cb.chosen_epoch == 44  # 6 after 44; ties: first
 
 
 def test_defaults_with_a_validation_set_stop_on_it_and_keep_the_best_epoch(monkeypatch):

@@ -20,14 +20,19 @@ from recfb.models.sequential.schedule import (
     AUTO_MAX_EPOCHS,
     AUTO_PATIENCE,
     AUTO_PATIENCE_FRACTION,
+    AUTO_PLATEAU_STEPS,
     EVAL_STEPS,
     HOLDOUT_FRACTION,
     HOLDOUT_MAX,
     HOLDOUT_MIN,
-    GrowingPatience,
+    NOISE_Z,
+    AutoStopping,
     auto_eval_every,
+    choose_epoch,
+    noise_band,
 )
 
 __all__ = ["SASRec", "gSASRec", "BERT4Rec", "SequenceEncoder", "LOSSES", "gbce_beta", "pack_sequences", "pad_left",
-           "holdout_last", "trim", "auto_eval_every", "GrowingPatience", "HOLDOUT_FRACTION", "HOLDOUT_MIN",
-           "HOLDOUT_MAX", "EVAL_STEPS", "AUTO_PATIENCE", "AUTO_PATIENCE_FRACTION", "AUTO_MAX_EPOCHS", "_Block"]
+           "holdout_last", "trim", "auto_eval_every", "AutoStopping", "choose_epoch", "noise_band", "HOLDOUT_FRACTION",
+           "HOLDOUT_MIN", "HOLDOUT_MAX", "EVAL_STEPS", "AUTO_PATIENCE", "AUTO_PATIENCE_FRACTION", "AUTO_PLATEAU_STEPS",
+           "NOISE_Z", "AUTO_MAX_EPOCHS", "_Block"]

@@ -22,7 +22,7 @@ class BERT4Rec(SASRec):
     4d.
     """
 
-    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 3e-4, 1e-2, "log"),
                     "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3),
                     "mask_prob": ("float", 0.1, 0.6)}
 

@@ -8,7 +8,7 @@ class gSASRec(SASRec):  # noqa: N801 - the paper's name
     """SASRec with gBCE (Petrov & Macdonald, RecSys 2023): 256 uniform negatives and
     calibration ``t = 0.75`` by default; otherwise the same as :class:`SASRec`."""
 
-    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+    search_space = {"factors": ("int", 20, 120, 10), "learning_rate": ("float", 3e-4, 1e-2, "log"),
                     "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3),
                     "num_negatives": ("int", 16, 512, "log"), "gbce_t": ("float", 0.0, 1.0)}
 

@@ -65,12 +65,16 @@ class SASRec(Recommender):
     ``valid_items`` when given; otherwise the last training item of 10% of the sequences (at least
     1,000, at most 5,000; seeded by ``random_state``) is held out of training and ranked
     (NDCG@10, full ranking) every ``eval_every`` epochs; training stops after ``patience``
-    validations without improvement (None: 10, or half the best epoch so far when that is more:
-    :class:`~recfb.models.sequential.schedule.GrowingPatience`), at most 500 epochs. With the held-out items, the network is then
-    trained again from its seeded start on every item for ``iterations_`` epochs (so nothing is
-    left out of the model; the selection run's logs are kept as ``selection_history_``); with
-    the user's ``valid_items``, the best epoch's weights are restored instead. The refit costs about
-    as much again as the selection run up to its best epoch. ``eval_every=None``
+    validations without improvement (None: 10, or half the best epoch so far when that is more),
+    at most 500 epochs, but not while the run is still on its initial plateau: patience counts only
+    once a validation is clearly (by more than the standard error) above the first one, or after
+    2,000 optimiser steps (:class:`~recfb.models.sequential.schedule.AutoStopping`). With the
+    held-out items, ``iterations_`` is the peak of the holdout's curve averaged over 5 validations
+    (its raw peak is often a noise peak), and the network is then trained again from its seeded
+    start on every item for ``iterations_`` epochs (so nothing is left out of the model; the
+    selection run's logs are kept as ``selection_history_``); with the user's ``valid_items``, the
+    best epoch's weights are restored instead. The refit costs about as much again as the
+    selection run up to ``iterations_``. ``eval_every=None``
     validates about every 100 optimiser steps (``max(1, round(100 / steps_per_epoch))`` epochs)
     with ``iterations=None``, and every epoch with a fixed ``iterations`` (which trains exactly
     that many epochs, with early stopping only when ``patience`` and ``valid_items`` are given).
@@ -89,9 +93,11 @@ class SASRec(Recommender):
     state of each stored history and the item embeddings for FAISS inner-product search.
     """
 
-    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`); factors
-    #: step in 16s so that they stay divisible by num_heads up to 16.
-    search_space = {"factors": ("int", 32, 128, 16), "learning_rate": ("float", 1e-4, 1e-2, "log"),
+    #: Default space of :func:`recfb.tune.search` (spec format: :mod:`recfb.tune.space`). It holds
+    #: the defaults (so a study's first trial is ``SASRec()``); factors step in 10s (divisible by
+    #: num_heads 1, 2, 5 or 10). Epochs are not tuned: ``iterations=None`` early-stops each trial on
+    #: its validation, and the median pruner ends bad trials.
+    search_space = {"factors": ("int", 20, 120, 10), "learning_rate": ("float", 3e-4, 1e-2, "log"),
                     "dropout": ("float", 0.0, 0.5), "max_len": ("int", 20, 200, "log"), "num_blocks": ("int", 1, 3)}
 
     causal = True
@@ -246,7 +252,9 @@ class SASRec(Recommender):
             self._history_negatives.setup(hist_X, dev)
             return hist_X, np.flatnonzero(np.diff(indptr) >= self._min_length())
 
-        def train(trainable, epochs, validate, patience, eval_every, ckpt, grow=False):
+        rule = {}  # iterations=None's stopping rule, read after the run
+
+        def train(trainable, epochs, validate, patience, eval_every, ckpt, auto_users=None, smooth=False):
             config = TrainConfig(epochs=epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                                  optimizer="adam", betas=(0.9, 0.98), weight_decay=self._weight_decay(),
                                  patience=patience,
@@ -256,34 +264,42 @@ class SASRec(Recommender):
             trainer = SequenceTrainer(self.net_, self._batch_loss, trainable, config, dev,
                                       fingerprint=self._fingerprint(self.hist_indptr_, self.hist_items_),
                                       validate=validate, callbacks=callbacks, comm=comm)
-            if grow:
-                trainer.callbacks.append(schedule.GrowingPatience(trainer))
+            if auto_users is not None:  # iterations=None: schedule.AutoStopping ends the run, not the loop
+                steps = max(int(np.ceil(trainable.size / self.batch_size)), 1)
+                rule["auto"] = schedule.AutoStopping(trainer, auto_users, steps, self.patience, smooth)
+                trainer.callbacks.append(rule["auto"])
+                config.patience = None
             trainer.fit()
             return trainer
 
         hist_X, trainable = start(indptr, items)
-        validate = None
+        validate, validation_users = None, n_users  # validation_users: how many users a validation averages
         if valid_items is not None:
             valid_X = self._valid_matrix(valid_items, interactions)
             validate = self._make_validator(hist_X, valid_X, valid_users, valid_metric)
+            has_items = np.diff(valid_X.indptr) > 0
+            validation_users = int(has_items.sum() if valid_users is None else has_items[np.asarray(valid_users)].sum())
         elif valid_metric is not None:
             validate = self._make_validator(hist_X, None, None, valid_metric)
         elif refit:
             valid_X = sp.csr_matrix((np.ones(held_users.size, np.float32), (held_users, held_items)),
                                     shape=(n_users, n_items))
             validate = self._make_validator(hist_X, valid_X, held_users)
+            validation_users = int(held_users.size)
         cap = schedule.AUTO_MAX_EPOCHS
         epochs = self.iterations if not auto else cap if validate is not None else cap // 2
         self.eval_every_ = self.eval_every or (schedule.auto_eval_every(trainable.size, self.batch_size) if auto else 1)
         # patience_: the validations it starts with (iterations=None: grows with the best epoch)
         self.patience_ = self.patience if self.patience is not None else schedule.AUTO_PATIENCE if auto else None
         trainer = train(trainable, epochs, validate, self.patience_, self.eval_every_, None if refit else checkpoint,
-                        grow=auto and self.patience is None and validate is not None)
+                        auto_users=validation_users if auto and validate is not None else None, smooth=refit)
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch_
         self.stopped_by_ = trainer.stopped_by
         self.iterations_ = trainer.best_epoch_ or len(trainer.history)  # the epoch whose weights were kept
-        if refit:  # again from the start on every item, the held-out ones included, for iterations_ epochs
+        if refit:  # again from the start on every item, the held-out ones included, for iterations_ epochs:
+            # the holdout's choice: the maximum of its smoothed curve (schedule.AutoStopping)
+            self.iterations_ = rule["auto"].chosen_epoch or len(trainer.history)
             self.selection_history_ = trainer.history
             _, trainable = start(indptr_all, items_all)
             self.history_ = train(trainable, self.iterations_, None, None, 1, checkpoint).history
