@@ -97,10 +97,29 @@ def _mar_sample(relevance, train, fraction, rng):
     return sp.csr_matrix(values)
 
 
+def world_relevance(name, quick=False, seed=0):
+    """``(train clicks, relevance probabilities)`` of a simulated world ("synthetic",
+    "semi-ml-100k", "semi-coat"): the click log trains, the relevance is the truth."""
+    from recfb.datasets import load, make_world
+    from recfb.debias import make_semi_synthetic
+
+    if name == "synthetic":
+        n_users, n_items = (300, 200) if quick else (600, 400)
+        w = make_world(n_users=n_users, n_items=n_items, density=0.05, popularity_exponent=1.0, seed=seed)
+        train = w.clicks.matrix
+        train.data[:] = 1.0
+        return train, w.relevance_prob
+    if name in ("semi-ml-100k", "semi-coat"):
+        data = load("ml-100k" if name == "semi-ml-100k" else "coat", data_dir=shared_data_dir(), quiet=True)
+        w = make_semi_synthetic(data.matrix if name == "semi-ml-100k" else data.train.matrix, power=1.0, seed=seed)
+        return w.train, w.relevance_prob
+    raise ValueError(f"world {name!r}, must be one of {UNBIASED_WORLDS}.")
+
+
 def unbiased_world(name, quick=False, seed=0):
     """``(train, valid_score(model) -> float, test_score(model) -> float, description)``."""
-    from recfb.datasets import load, make_world
-    from recfb.debias import make_semi_synthetic, popularity_propensity
+    from recfb.datasets import load
+    from recfb.debias import popularity_propensity
 
     rng = np.random.default_rng(1000 + seed)
     data_dir = shared_data_dir()
@@ -118,20 +137,7 @@ def unbiased_world(name, quick=False, seed=0):
         return (train, lambda m: ips_ranking_metrics(m, train, valid, theta, k=5, ip_cap=100)["ips_dcg@5"],
                 lambda m: mar_ranking_metrics(m, train, test, k=5, protocol="full", threshold=4)["dcg@5"],
                 "IPS-DCG@5 on 20% held-out clicks / MAR test DCG@5")
-    if name == "synthetic":
-        n_users, n_items = (300, 200) if quick else (600, 400)
-        w = make_world(n_users=n_users, n_items=n_items, density=0.05, popularity_exponent=1.0, seed=seed)
-        train, gamma = w.clicks.matrix, w.relevance_prob
-        train.data[:] = 1.0
-    elif name in ("semi-ml-100k", "semi-coat"):
-        if name == "semi-ml-100k":
-            ratings = load("ml-100k", data_dir=data_dir, quiet=True).matrix
-        else:
-            ratings = load("coat", data_dir=data_dir, quiet=True).train.matrix
-        w = make_semi_synthetic(ratings, power=1.0, seed=seed)
-        train, gamma = w.train, w.relevance_prob
-    else:
-        raise ValueError(f"world {name!r}, must be one of {UNBIASED_WORLDS}.")
+    train, gamma = world_relevance(name, quick, seed)
     valid = _mar_sample(gamma, train, 0.1, rng)
     return (train, lambda m: mar_ranking_metrics(m, train, valid, k=5, protocol="saito", threshold=4)["dcg@5"],
             lambda m: true_relevance_metrics(m, train, gamma, k=5)["dcg@5"],
