@@ -135,8 +135,11 @@ class MF(EmbeddingRecommender):
         Mini-batch of the autograd path (the fused kernel updates per sample; T-CE's block).
         None: 8192 (``batch_size_``), for the unbiased losses ``clip(nnz // 10, 1024, 8192)``.
     num_negatives : int, optional
-        Sampled negatives per positive. None: 1 for pairwise losses (BPR, UBPR), 4 for
-        pointwise ones (BCE, Rel-MF, DR Rel-MF, NBPO), which learn "not clicked" only from them.
+        Sampled negatives per positive. None: 1 for BPR, 4 for the pointwise losses (BCE,
+        Rel-MF, DR Rel-MF, NBPO), which learn "not clicked" only from them, and 4 for UBPR, whose
+        pair terms are averaged over the negatives (over four MNAR worlds x 2 seeds, 4 had the
+        mildest worst MAR-validation ratio to the best of 1, 4 and 16: 0.970 against 0.885 and
+        0.879; RESULTS.md, "Defaults (issue 13)", fifth session).
     negatives : {"uniform", "verified", "popularity"} or NegativeSampler, default "uniform"
     optimizer : {"auto", "fused_sgd", "adam", "adagrad", "sgd", "sparse_adam"}, default "auto"
         ``"auto"`` (``optimizer_`` says what was chosen): ``"fused_sgd"`` where it applies (BPR,
@@ -278,8 +281,9 @@ class MF(EmbeddingRecommender):
     def _auto_settings(self, X, optimizer):
         name = getattr(self.loss, "name", self.loss)
         settings = mf_auto_settings(X.nnz, optimizer, name)
-        # pointwise losses learn "not clicked" from the sampled negatives: 4 per positive
-        settings["num_negatives"] = 4 if name in _POINTWISE else 1
+        # pointwise losses learn "not clicked" from the sampled negatives: 4 per positive; UBPR
+        # averages its pair terms over 4 (a lower-variance estimate than one pair)
+        settings["num_negatives"] = 4 if name in _POINTWISE or name == "ubpr" else 1
         return settings
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import recfb
 from recfb.datasets.synthetic import make_world
 from recfb.losses import Batch
-from recfb.models import MF
+from recfb.models import BPR, MF
 from recfb.models.mf import UBPR_CLIP, UNBIASED_ETA, unbiased_auto_settings
 
 
@@ -82,6 +82,10 @@ def test_unbiased_defaults_follow_the_documented_rules(X):
         m = MF(loss=loss, factors=4, iterations=1, device="cpu").fit(X, show_progress=False)
         assert m.optimizer_ == "adam" and m.eta_ == UNBIASED_ETA[loss] and m.regularization_ == 0.1
         assert m.batch_size_ == 1024 and m.iterations_ == 1
+        assert m.num_negatives_ == 4  # UBPR too: its pair terms are averaged over 4 negatives
+    assert MF(loss="ubpr", num_negatives=2, factors=4, iterations=1, device="cpu").fit(
+        X, show_progress=False).num_negatives_ == 2
+    assert BPR(factors=4, iterations=1, device="cpu").fit(X, show_progress=False).num_negatives_ == 1
     ubpr = MF(loss="ubpr")._objective(X)
     assert ubpr.nonnegative and ubpr.clip == 0.1
     explicit = MF(loss="relmf", eta=0.7)
