@@ -58,6 +58,8 @@ def main(argv=None):
     p.add_argument("--seq-dataset", default="beauty", help="leave-one-out data of the sequential models")
     p.add_argument("--seq-users", type=int, default=1500, help="their seeded user subsample (0: all users)")
     p.add_argument("--timeout", type=float, default=None, help="seconds per model after which no trial starts")
+    p.add_argument("--storage", default=None, help="sequential models: an Optuna storage (journal file or URL) to "
+                   "follow the trials from another process")
     args = p.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("RECFB_BENCH_THREADS", "1")))
     if args.quick:
@@ -172,7 +174,7 @@ def sequential_row(key, cls, args):
     d_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     res = tune.search(make(), train, valid, metric="ndcg@10", n_trials=args.trials, seed=0, protocol="loo",
-                      show_progress=False, timeout=args.timeout)
+                      show_progress=False, timeout=args.timeout, storage=args.storage)
     t_s = time.perf_counter() - t0
     _, t_test = scores(res.best_model)
     states = [t.state.name for t in res.study.trials]
