@@ -94,12 +94,16 @@ def main(argv=None):
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
     p.add_argument("--models", nargs="+", default=None, help="keys within the families (default: all)")
+    p.add_argument("--pruner-warmup", type=int, default=None,
+                   help="epochs before the median pruner may stop a trial (default: recfb.tune's)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
     from recfb.models import MF
     # MF's own space without ``loss``: the objective (and the denoiser) is the model under test
     space = {k: v for k, v in MF.search_space.items() if k != "loss"}
+    pruner = None if args.pruner_warmup is None else optuna.pruners.MedianPruner(
+        n_startup_trials=5, n_warmup_steps=args.pruner_warmup)
     torch.set_num_threads(int(os.environ.get("RECFB_BENCH_THREADS", "1")))
     trials = 3 if args.quick else args.trials
     env = (f"python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
@@ -131,7 +135,7 @@ def main(argv=None):
                 model.set_params(iterations=3)
             t0 = time.perf_counter()
             res = tune.search(model, fit, valid, metric=metric, protocol=proto, n_trials=trials, seed=0,
-                              space=space, show_progress=False)
+                              space=space, show_progress=False, pruner=pruner)
             t_s = time.perf_counter() - t0
             states = [t.state.name for t in res.study.trials]
             r = {"family": family, "model": key, "default_valid": d_valid, "tuned_valid": res.best_value,

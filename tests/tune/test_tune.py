@@ -163,6 +163,27 @@ def test_median_pruner_stops_the_worse_trial(data):
     assert bad.state.name == "PRUNED" and len(bad.intermediate_values) == 2  # of 6 epochs
 
 
+def test_default_pruner_waits_a_fifth_of_the_run(data):
+    from recfb.tune._search import pruner_warmup
+    # the rule, against hand-computed values: max(2, ceil(0.2 * epochs)); no epochs: 2
+    assert [pruner_warmup({"iterations": n}) for n in (1, 5, 11, 20, 100)] == [2, 2, 3, 4, 20]
+    assert pruner_warmup({"iterations": None}) == pruner_warmup({}) == 2
+    res = run(bpr(iterations=15), data, n_trials=1, space=SMALL_SPACE)
+    assert res.study.pruner._n_warmup_steps == 3
+    # derived epochs count too: BPR on the kernel derives clip(4e7 / nnz, 30, 100) = 100 here
+    res = run(BPR(device="cpu"), data, n_trials=1, space={"factors": ("int", 4, 8)})
+    assert res.study.pruner._n_warmup_steps == 20
+    # and no trial is stopped before epoch 3 (epochs count from 1; the old fixed rule stopped at 2)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="w", direction="maximize")
+    for lr in (0.05, 1e-6):
+        study.enqueue_trial({"learning_rate": lr})
+    res = run(bpr(iterations=15), data, storage=storage, study_name="w", n_trials=7,
+              space={"learning_rate": ("float", 1e-6, 0.1, "log")})
+    pruned = [t for t in res.study.trials if t.state.name == "PRUNED"]
+    assert pruned and all(len(t.intermediate_values) >= 3 for t in pruned)
+
+
 def test_sqlite_storage_resumes_the_study(data, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     first = params_of(run(bpr(), data, space=SMALL_SPACE, storage=url, study_name="s", n_trials=2))
