@@ -58,7 +58,7 @@ UNBIASED_GRID = {
                  {**_CENTRE, "negative_weight": [4.0]}, {**_CENTRE, "batch_size": [1024]}, {**_CENTRE, "eta": [1.0]}],
     "ubpr": [_COARSE, {**_CENTRE, "regularization": [0.3]},
              {"learning_rate": [0.01, 0.003], "regularization": [0.1], "clip": [0.1, 0.05, 0.02]},
-             {**_CENTRE, "num_negatives": [4]}, {**_CENTRE, "batch_size": [1024]},
+             {**_CENTRE, "num_negatives": [1, 4, 16]}, {**_CENTRE, "batch_size": [1024]},
              {"learning_rate": [0.003], "regularization": [0.1], "clip": [0.1], "eta": [1.0]},
              {"learning_rate": [0.01, 0.003], "regularization": [0.03, 0.1], "nonnegative": [True]},
              {**_CENTRE, "nonnegative": [True], "batch_size": [1024]}, {**_CENTRE, "nonnegative": [True], "eta": [1.0]},
