@@ -4,7 +4,9 @@ from recfb.testing.contract import (
     checkerboard,
     checkerboard_holdout,
     checkerboard_ndcg,
+    interrupted_and_resumed,
     ordered_interactions,
 )
 
-__all__ = ["RecommenderContract", "checkerboard", "checkerboard_holdout", "checkerboard_ndcg", "ordered_interactions"]
+__all__ = ["RecommenderContract", "checkerboard", "checkerboard_holdout", "checkerboard_ndcg", "interrupted_and_resumed",
+           "ordered_interactions"]

@@ -329,7 +329,9 @@ def _epoch_pld(U, V, b, has_bias, users, items, order, negatives, weights, has_w
 def _epoch_nbpo(U, V, b, has_bias, users, items, order, negatives, weights, has_weights, lr, reg, n_chunks, P, Q,
                 reg_f):
     """NBPO (:class:`recfb.losses.NBPO`) on per-sample SGD: :func:`_sample_update_nbpo` per
-    sample, the flip factors ``P``, ``Q`` updated in place beside the model's."""
+    sample, the flip factors ``P``, ``Q`` updated in place beside the model's. A loop of its own,
+    as :func:`_epoch_rce` (a branch and the flip buffers in the plain loop would slow the default
+    path)."""
     n = order.size
     losses = np.zeros(n_chunks)
     for c in prange(n_chunks):

@@ -12,8 +12,8 @@ from recfb.denoise import PLD, RCE, TCE, Denoiser
 from recfb.losses import BCE, BPR, NBPO, nbpo_loss
 from recfb.models import MF, LightGCN
 from recfb.sampling import NegativeSampler
-from recfb.testing import checkerboard_holdout
-from recfb.train import PairStep, TrainingInterrupted
+from recfb.testing import checkerboard_holdout, interrupted_and_resumed
+from recfb.train import PairStep
 from recfb.utils.errors import DataError
 
 
@@ -224,32 +224,14 @@ def test_denoised_models_learn_the_checkerboard(make):
 def test_resume_with_a_denoiser_ends_where_uninterrupted_run_ends(tmp_path, denoise):
     X, _ = checkerboard_holdout(30)
     loss = "bpr" if isinstance(denoise(), PLD) else "bce"
-    full = small(loss=loss, denoise=denoise()).fit(X, show_progress=False)
-
-    def interrupt(epoch, logs):
-        if epoch == 3:
-            raise TrainingInterrupted("simulated crash")
-
-    ckpt = tmp_path / "c.npz"
-    with pytest.raises(TrainingInterrupted):
-        small(loss=loss, denoise=denoise()).fit(X, show_progress=False, checkpoint=ckpt, callbacks=[interrupt])
-    resumed = small(loss=loss, denoise=denoise()).fit(X, show_progress=False, checkpoint=ckpt, resume=True)
+    full, resumed = interrupted_and_resumed(lambda: small(loss=loss, denoise=denoise()), X, tmp_path / "c.npz")
     assert np.array_equal(full.item_factors, resumed.item_factors)
 
 
 def test_nbpo_resume_restores_the_flip_model(tmp_path):
     X, _ = checkerboard_holdout(30)
     kw = dict(loss="nbpo", num_negatives=2)
-    full = small(**kw).fit(X, show_progress=False)
-
-    def interrupt(epoch, logs):
-        if epoch == 2:
-            raise TrainingInterrupted("crash")
-
-    ckpt = tmp_path / "c.npz"
-    with pytest.raises(TrainingInterrupted):
-        small(**kw).fit(X, show_progress=False, checkpoint=ckpt, callbacks=[interrupt])
-    resumed = small(**kw).fit(X, show_progress=False, checkpoint=ckpt, resume=True)
+    full, resumed = interrupted_and_resumed(lambda: small(**kw), X, tmp_path / "c.npz", at_epoch=2)
     assert np.array_equal(full.item_factors, resumed.item_factors)
 
 

@@ -9,8 +9,7 @@ import torch
 from recfb.denoise import TCE
 from recfb.losses import NBPO, nbpo_loss
 from recfb.models import MF
-from recfb.testing import checkerboard_holdout
-from recfb.train import TrainingInterrupted
+from recfb.testing import checkerboard_holdout, interrupted_and_resumed
 from recfb.train._fused import mf_sgd_epoch
 
 
@@ -102,16 +101,8 @@ def test_nbpo_at_its_defaults_ranks_the_held_out_item():
 
 def test_nbpo_on_the_kernel_resumes_where_the_uninterrupted_run_ends(tmp_path):
     X, _ = checkerboard_holdout(30)
-    kw = dict(factors=8, iterations=5, device="cpu", num_threads=1)
-    full = MF(loss=NBPO(flip_factors=4), **kw).fit(X, show_progress=False)
-
-    def interrupt(epoch, logs):
-        if epoch == 3:
-            raise TrainingInterrupted("simulated crash")
-
-    ckpt = tmp_path / "c.npz"
-    with pytest.raises(TrainingInterrupted):
-        MF(loss=NBPO(flip_factors=4), **kw).fit(X, show_progress=False, checkpoint=ckpt, callbacks=[interrupt])
-    resumed = MF(loss=NBPO(flip_factors=4), **kw).fit(X, show_progress=False, checkpoint=ckpt, resume=True)
+    full, resumed = interrupted_and_resumed(
+        lambda: MF(loss=NBPO(flip_factors=4), factors=8, iterations=5, device="cpu", num_threads=1), X,
+        tmp_path / "c.npz")
     assert resumed.optimizer_ == "fused_sgd"
     assert np.array_equal(full.item_factors, resumed.item_factors)

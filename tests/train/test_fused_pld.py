@@ -11,8 +11,7 @@ from recfb.denoise import PLD
 from recfb.models import MF
 from recfb.models.mf import MFScorer
 from recfb.sampling import UniformNegatives
-from recfb.testing import checkerboard_holdout
-from recfb.train import TrainingInterrupted
+from recfb.testing import checkerboard_holdout, interrupted_and_resumed
 from recfb.train._fused import mf_sgd_epoch
 
 
@@ -118,16 +117,8 @@ def test_loop_hands_the_kernel_bounded_spans_covering_the_epoch(monkeypatch):
 
 def test_pld_on_the_kernel_resumes_where_the_uninterrupted_run_ends(tmp_path):
     X, _ = checkerboard_holdout(30)
-    kw = dict(factors=8, iterations=5, device="cpu", num_threads=1, loss="bpr")
-    full = MF(denoise=PLD(warmup_epochs=1), **kw).fit(X, show_progress=False)
-
-    def interrupt(epoch, logs):
-        if epoch == 3:
-            raise TrainingInterrupted("simulated crash")
-
-    ckpt = tmp_path / "c.npz"
-    with pytest.raises(TrainingInterrupted):
-        MF(denoise=PLD(warmup_epochs=1), **kw).fit(X, show_progress=False, checkpoint=ckpt, callbacks=[interrupt])
-    resumed = MF(denoise=PLD(warmup_epochs=1), **kw).fit(X, show_progress=False, checkpoint=ckpt, resume=True)
+    full, resumed = interrupted_and_resumed(
+        lambda: MF(denoise=PLD(warmup_epochs=1), factors=8, iterations=5, device="cpu", num_threads=1, loss="bpr"),
+        X, tmp_path / "c.npz")
     assert resumed.optimizer_ == "fused_sgd"
     assert np.array_equal(full.item_factors, resumed.item_factors)

@@ -5,8 +5,7 @@ import torch
 
 from recfb.denoise import Denoiser
 from recfb.models import MF
-from recfb.testing import checkerboard_holdout
-from recfb.train import TrainingInterrupted
+from recfb.testing import checkerboard_holdout, interrupted_and_resumed
 from recfb.utils.errors import FormatError
 
 
@@ -35,18 +34,8 @@ def test_same_seed_same_factors_other_seed_differs():
 @pytest.mark.parametrize("schedule,optimizer", [(None, "adam"), ("cosine", "adagrad")])
 def test_resume_after_interruption_ends_where_uninterrupted_run_ends(tmp_path, schedule, optimizer):
     X, _ = data()
-    full = small(lr_schedule=schedule, optimizer=optimizer).fit(X, show_progress=False)
-
-    def interrupt(epoch, logs):
-        if epoch == 3:
-            raise TrainingInterrupted("simulated crash")
-
-    ckpt = tmp_path / "run.ckpt.npz"
-    with pytest.raises(TrainingInterrupted):
-        small(lr_schedule=schedule, optimizer=optimizer).fit(X, show_progress=False, checkpoint=ckpt,
-                                                             callbacks=[interrupt])
-    resumed = small(lr_schedule=schedule, optimizer=optimizer).fit(X, show_progress=False, checkpoint=ckpt,
-                                                                   resume=True)
+    full, resumed = interrupted_and_resumed(lambda: small(lr_schedule=schedule, optimizer=optimizer), X,
+                                            tmp_path / "run.ckpt.npz")
     assert np.array_equal(full.item_factors, resumed.item_factors)
     assert np.array_equal(full.user_factors, resumed.user_factors)
     assert [h["epoch"] for h in resumed.history_] == list(range(1, 7))
