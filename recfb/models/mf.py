@@ -273,8 +273,7 @@ class MF(EmbeddingRecommender):
     fused_denoisers = MFScorer.fused_denoisers
 
     def _fused_blockers(self, **inputs) -> list:
-        nbpo = self.loss == "nbpo" if isinstance(self.loss, str) else isinstance(self.loss, _NBPOObjective)
-        if nbpo and self.denoise is not None:
+        if getattr(self.loss, "name", self.loss) == "nbpo" and self.denoise is not None:
             return ["the kernel trains NBPO (itself the noise model) without a denoiser"]
         return []
 
