@@ -4,9 +4,7 @@ from recfb.testing.contract import (
     checkerboard,
     checkerboard_holdout,
     checkerboard_ndcg,
-    interrupted_and_resumed,
     ordered_interactions,
 )
 
-__all__ = ["RecommenderContract", "checkerboard", "checkerboard_holdout", "checkerboard_ndcg", "interrupted_and_resumed",
-           "ordered_interactions"]
+__all__ = ["RecommenderContract", "checkerboard", "checkerboard_holdout", "checkerboard_ndcg", "ordered_interactions"]

@@ -54,27 +54,6 @@ def ordered_interactions(X: sp.csr_matrix, seed: int = 0) -> Interactions:
                                     user_ids=np.arange(X.shape[0]), item_ids=np.arange(X.shape[1]))
 
 
-def interrupted_and_resumed(make, X, checkpoint, at_epoch: int = 3, **fit_kwargs):
-    """``(full, resumed)``: ``make()`` fitted on ``X`` without interruption, and ``make()`` fitted
-    with a crash after epoch ``at_epoch`` (a :class:`~recfb.train.TrainingInterrupted` raised by a
-    callback, writing ``checkpoint``) and then fitted again with ``resume=True``. A model that
-    resumes correctly ends where the uninterrupted run ends."""
-    import pytest
-
-    from recfb.train import TrainingInterrupted
-
-    full = make().fit(X, show_progress=False, **fit_kwargs)
-
-    def interrupt(epoch, logs):
-        if epoch == at_epoch:
-            raise TrainingInterrupted("simulated crash")
-
-    with pytest.raises(TrainingInterrupted):
-        make().fit(X, show_progress=False, checkpoint=checkpoint, callbacks=[interrupt], **fit_kwargs)
-    resumed = make().fit(X, show_progress=False, checkpoint=checkpoint, resume=True, **fit_kwargs)
-    return full, resumed
-
-
 def checkerboard_ndcg(ids: np.ndarray, held: np.ndarray) -> float:
     """NDCG@k of one held-out item per user from top-k ``ids`` (users x k; -1 pads), by brute
     force: ``1 / log2(rank + 2)`` where the held-out item is found, averaged over users."""

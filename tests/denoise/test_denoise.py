@@ -12,7 +12,7 @@ from recfb.denoise import PLD, RCE, TCE, Denoiser
 from recfb.losses import BCE, BPR, NBPO, nbpo_loss
 from recfb.models import MF, LightGCN
 from recfb.sampling import NegativeSampler
-from recfb.testing import checkerboard_holdout, interrupted_and_resumed
+from recfb.testing import checkerboard_holdout
 from recfb.train import PairStep
 from recfb.utils.errors import DataError
 
@@ -221,17 +221,17 @@ def test_denoised_models_learn_the_checkerboard(make):
 
 
 @pytest.mark.parametrize("denoise", [lambda: TCE(0.3, warmup=0.5), lambda: PLD(warmup_epochs=1)])
-def test_resume_with_a_denoiser_ends_where_uninterrupted_run_ends(tmp_path, denoise):
+def test_resume_with_a_denoiser_ends_where_uninterrupted_run_ends(interrupted_and_resumed, denoise):
     X, _ = checkerboard_holdout(30)
     loss = "bpr" if isinstance(denoise(), PLD) else "bce"
-    full, resumed = interrupted_and_resumed(lambda: small(loss=loss, denoise=denoise()), X, tmp_path / "c.npz")
+    full, resumed = interrupted_and_resumed(lambda: small(loss=loss, denoise=denoise()), X)
     assert np.array_equal(full.item_factors, resumed.item_factors)
 
 
-def test_nbpo_resume_restores_the_flip_model(tmp_path):
+def test_nbpo_resume_restores_the_flip_model(interrupted_and_resumed):
     X, _ = checkerboard_holdout(30)
     kw = dict(loss="nbpo", num_negatives=2)
-    full, resumed = interrupted_and_resumed(lambda: small(**kw), X, tmp_path / "c.npz", at_epoch=2)
+    full, resumed = interrupted_and_resumed(lambda: small(**kw), X, at_epoch=2)
     assert np.array_equal(full.item_factors, resumed.item_factors)
 
 

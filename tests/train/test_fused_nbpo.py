@@ -9,7 +9,7 @@ import torch
 from recfb.denoise import TCE
 from recfb.losses import NBPO, nbpo_loss
 from recfb.models import MF
-from recfb.testing import checkerboard_holdout, interrupted_and_resumed
+from recfb.testing import checkerboard_holdout
 from recfb.train._fused import mf_sgd_epoch
 
 
@@ -99,10 +99,9 @@ def test_nbpo_at_its_defaults_ranks_the_held_out_item():
     assert np.mean(ids[:, 0] == held) > 0.8  # chance: 1/15
 
 
-def test_nbpo_on_the_kernel_resumes_where_the_uninterrupted_run_ends(tmp_path):
+def test_nbpo_on_the_kernel_resumes_where_the_uninterrupted_run_ends(interrupted_and_resumed):
     X, _ = checkerboard_holdout(30)
     full, resumed = interrupted_and_resumed(
-        lambda: MF(loss=NBPO(flip_factors=4), factors=8, iterations=5, device="cpu", num_threads=1), X,
-        tmp_path / "c.npz")
+        lambda: MF(loss=NBPO(flip_factors=4), factors=8, iterations=5, device="cpu", num_threads=1), X)
     assert resumed.optimizer_ == "fused_sgd"
     assert np.array_equal(full.item_factors, resumed.item_factors)

@@ -11,7 +11,7 @@ from recfb.denoise import PLD
 from recfb.models import MF
 from recfb.models.mf import MFScorer
 from recfb.sampling import UniformNegatives
-from recfb.testing import checkerboard_holdout, interrupted_and_resumed
+from recfb.testing import checkerboard_holdout
 from recfb.train._fused import mf_sgd_epoch
 
 
@@ -115,10 +115,10 @@ def test_loop_hands_the_kernel_bounded_spans_covering_the_epoch(monkeypatch):
         assert torch.equal(torch.sort(torch.cat([o for o, _, _ in part])).values, torch.arange(X.nnz))
 
 
-def test_pld_on_the_kernel_resumes_where_the_uninterrupted_run_ends(tmp_path):
+def test_pld_on_the_kernel_resumes_where_the_uninterrupted_run_ends(interrupted_and_resumed):
     X, _ = checkerboard_holdout(30)
     full, resumed = interrupted_and_resumed(
         lambda: MF(denoise=PLD(warmup_epochs=1), factors=8, iterations=5, device="cpu", num_threads=1, loss="bpr"),
-        X, tmp_path / "c.npz")
+        X)
     assert resumed.optimizer_ == "fused_sgd"
     assert np.array_equal(full.item_factors, resumed.item_factors)

@@ -5,7 +5,7 @@ import torch
 
 from recfb.denoise import Denoiser
 from recfb.models import MF
-from recfb.testing import checkerboard_holdout, interrupted_and_resumed
+from recfb.testing import checkerboard_holdout
 from recfb.utils.errors import FormatError
 
 
@@ -32,10 +32,9 @@ def test_same_seed_same_factors_other_seed_differs():
 
 
 @pytest.mark.parametrize("schedule,optimizer", [(None, "adam"), ("cosine", "adagrad")])
-def test_resume_after_interruption_ends_where_uninterrupted_run_ends(tmp_path, schedule, optimizer):
+def test_resume_after_interruption_ends_where_uninterrupted_run_ends(interrupted_and_resumed, schedule, optimizer):
     X, _ = data()
-    full, resumed = interrupted_and_resumed(lambda: small(lr_schedule=schedule, optimizer=optimizer), X,
-                                            tmp_path / "run.ckpt.npz")
+    full, resumed = interrupted_and_resumed(lambda: small(lr_schedule=schedule, optimizer=optimizer), X)
     assert np.array_equal(full.item_factors, resumed.item_factors)
     assert np.array_equal(full.user_factors, resumed.user_factors)
     assert [h["epoch"] for h in resumed.history_] == list(range(1, 7))
