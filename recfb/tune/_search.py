@@ -117,7 +117,12 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         (``iterations``; 2 where the model has none): no trial is stopped in the first fifth of
         its run. A fixed 2 epochs stopped the slow starters of a 100-epoch cosine schedule, the
         eventual winners (T-CE, NBPO: 30 trials tied the defaults; with a fifth, +1.7-1.9%
-        validation; benchmarks/tune_protocols_results.md). ``False`` disables pruning.
+        validation; benchmarks/tune_protocols_results.md). Nor is a trial stopped before its
+        :data:`PRUNER_MIN_VALIDATIONS`-th validation: a model that validates every few epochs
+        (the sequential models at ``iterations=None``, every ~100 optimiser steps, 8 epochs on a
+        1,500-user log) would otherwise be judged on its first validation, which the epoch
+        warm-up of an early-stopping model (2) does not cover. A pruner passed here is used
+        as given. ``False`` disables pruning.
     start_from_model : bool, default True
         The first trial of a new study evaluates ``model``'s own values of the tuned parameters
         (those inside the space; a dict space only; a parameter left at None takes the value fit
@@ -183,7 +188,10 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         if pruner is None:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=5,
                                                  n_warmup_steps=pruner_warmup({**model.get_params(), **derived}))
-        elif pruner is False:
+            min_validations = PRUNER_MIN_VALIDATIONS
+        else:
+            min_validations = 1
+        if pruner is False:
             pruner = optuna.pruners.NopPruner()
         # Creating the study is the one atomic step the storages offer (a unique name in RDB, the
         # ordered log in a journal): only the process whose create wins enqueues the model's own
@@ -212,7 +220,7 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
 
         def fit_score(trial_params, trial=None):
             m = build(model, trial_params)
-            callbacks = [] if trial is None else [_pruning_callback(trial)]
+            callbacks = [] if trial is None else [_pruning_callback(trial, min_validations)]
             valid_kwargs = bound.valid_kwargs(lambda fitted: float(bound.evaluate(fitted, (k,))[key]))
             if valid_kwargs:
                 valid_kwargs["callbacks"] = callbacks
@@ -335,6 +343,11 @@ def _sampler_seed(seed, n_before: int):
 
 #: the fraction of a trial's epochs before the default pruner may stop it
 PRUNER_WARMUP_FRACTION = 0.2
+#: validations a trial reports before the default pruner may stop it: the sequential models at
+#: their defaults validate every ~100 optimiser steps and stop after 16-24 validations on the
+#: 1,500-user Beauty and Video logs (benchmarks/RESULTS.md, "The epoch rule after the plateau
+#: fix"), a fifth of which is 3-5; a model validated every epoch meets it within the epoch warm-up
+PRUNER_MIN_VALIDATIONS = 3
 
 
 def pruner_warmup(params: dict) -> int:
@@ -347,14 +360,19 @@ def pruner_warmup(params: dict) -> int:
     return 2
 
 
-def _pruning_callback(trial):
+def _pruning_callback(trial, min_validations: int = 1):
+    """An epoch callback that reports each validation to ``trial`` and, from the
+    ``min_validations``-th on, stops the fit when the study's pruner says so."""
     import optuna
+
+    seen = [0]
 
     def report(epoch, logs):
         if "valid" not in logs:
             return
         trial.report(float(logs["valid"]), epoch)
-        if trial.should_prune():
+        seen[0] += 1
+        if seen[0] >= min_validations and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (validation {logs['valid']:.6g})")
     return report
 

@@ -184,6 +184,34 @@ def test_default_pruner_waits_a_fifth_of_the_run(data):
     assert pruned and all(len(t.intermediate_values) >= 3 for t in pruned)
 
 
+def test_default_pruner_waits_for_the_third_validation(sequences):
+    # a model validated every 3 epochs: the epoch warm-up (max(2, ceil(0.2 * 12)) = 3) alone would
+    # judge a trial on its first validation; the default pruner waits for PRUNER_MIN_VALIDATIONS
+    from recfb.tune._search import PRUNER_MIN_VALIDATIONS
+    assert PRUNER_MIN_VALIDATIONS == 3
+    train, valid, _ = sequences
+    model = SASRec(iterations=12, eval_every=3, batch_size=32, factors=16, device="cpu")
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="v", direction="maximize")
+    for lr in [1e-2] * 5 + [1e-7, 1e-7]:  # five startup trials that learn, then two that cannot
+        study.enqueue_trial({"learning_rate": lr})
+    res = tune.search(model, train, valid, protocol="loo", n_trials=7, storage=storage, study_name="v",
+                      show_progress=False, space={"learning_rate": ("float", 1e-7, 1e-2, "log")})
+    states = [t.state.name for t in res.study.trials]
+    assert states == ["COMPLETE"] * 5 + ["PRUNED"] * 2
+    assert all(sorted(t.intermediate_values) == [3, 6, 9] for t in res.study.trials[5:])  # not at 3 or 6
+    assert all(len(t.intermediate_values) == 4 for t in res.study.trials[:5])
+    # a pruner passed by the caller is used as given: the same trials stop at their first validation
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="v", direction="maximize")
+    for lr in [1e-2] * 5 + [1e-7]:
+        study.enqueue_trial({"learning_rate": lr})
+    res = tune.search(model, train, valid, protocol="loo", n_trials=6, storage=storage, study_name="v",
+                      show_progress=False, space={"learning_rate": ("float", 1e-7, 1e-2, "log")},
+                      pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3))
+    assert sorted(res.study.trials[5].intermediate_values) == [3] and res.study.trials[5].state.name == "PRUNED"
+
+
 def test_sqlite_storage_resumes_the_study(data, tmp_path):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     first = params_of(run(bpr(), data, space=SMALL_SPACE, storage=url, study_name="s", n_trials=2))
