@@ -20,7 +20,11 @@ The defaults themselves are then measured as a user calls them, ``Model()`` with
 arguments and no validation set (``iterations=None``: epochs chosen by early stopping on an
 internal holdout, see :class:`recfb.models.SASRec`), and scored on the same validation item.
 The report lists per model and dataset the grid's winner, the default's figure and its ratio
-to the winner, fit times, and MostPopular beside them.
+to the winner, fit times, and MostPopular beside them. ``--as-defaults`` fits chosen grid points
+the same way, as candidate defaults written out by a user (``Model(**point)``, ``iterations=None``,
+no validation set), so that a candidate is judged by what its users would get:
+
+    .venv/bin/python benchmarks/defaults_sequential.py --models bert4rec --no-defaults --as-defaults --points 0 6
 """
 from __future__ import annotations
 
@@ -52,7 +56,12 @@ GRIDS = {
     "sasrec": [_SAS, {**_SAS, "learning_rate": 3e-3}, {**_SAS, "dropout": 0.5}],
     "gsasrec": [{**_SAS, "num_negatives": 256}, {**_SAS, "num_negatives": 256, "learning_rate": 3e-3},
                 {**_SAS, "num_negatives": 256, "dropout": 0.5}, {**_SAS, "num_negatives": 64}],
-    "bert4rec": [_BERT, {**_BERT, "learning_rate": 3e-3}, {**_BERT, "mask_prob": 0.4}],
+    # points 3-5: the sixth session (RESULTS.md, "Sixth session: BERT4Rec's defaults")
+    "bert4rec": [_BERT, {**_BERT, "learning_rate": 3e-3}, {**_BERT, "mask_prob": 0.4}, {**_BERT, "mask_prob": 0.6},
+                 {**_BERT, "dropout": 0.3}, {**_BERT, "learning_rate": 2e-3},
+                 # points 6-8: the per-axis winners combined (mask_prob 0.4 on Video, 0.6 on Beauty; dropout 0.3)
+                 {**_BERT, "mask_prob": 0.4, "dropout": 0.3}, {**_BERT, "mask_prob": 0.6, "dropout": 0.3},
+                 {**_BERT, "mask_prob": 0.5, "dropout": 0.3, "learning_rate": 2e-3}],
     "sasrec-softmax": [_SAS],
 }
 QUICK = {m: [{"learning_rate": 3e-3}] for m in GRIDS}
@@ -96,10 +105,11 @@ def curve_run(make, params, train, valid, eval_every, patience, max_epochs):
             "s_per_epoch": float(np.median([h["seconds"] for h in model.history_])), "curve": curve}
 
 
-def default_run(make, train, valid, quick=False):
+def default_run(make, train, valid, quick=False, params=None):
     """The default as a user calls it: no arguments, no validation set (``--quick``: patience 1,
-    validation every 5 epochs, so that the smoke test stays short)."""
-    model = make(device="cpu", **({"patience": 1, "eval_every": 5} if quick else {}))
+    validation every 5 epochs, so that the smoke test stays short). With ``params``, a candidate
+    default as a user would write it, ``Model(**params)``, otherwise the same."""
+    model = make(device="cpu", **(params or {}), **({"patience": 1, "eval_every": 5} if quick else {}))
     t0 = time.perf_counter()
     model.fit(train, show_progress=False)
     seconds = time.perf_counter() - t0
@@ -117,9 +127,12 @@ def popularity(train, valid):
     return ranking_metrics(MostPopular().fit(X), X, V, k=10)["ndcg@10"]
 
 
-def sweep(models, datasets, *, n_users, eval_every, patience, max_epochs, quick, quiet, defaults=True, points=None):
+def sweep(models, datasets, *, n_users, eval_every, patience, max_epochs, quick, quiet, defaults=True, points=None,
+          as_defaults=False):
     """Run the grid points (and the defaults) and return one record per fit; each is printed as
-    a JSON line as it ends, so that a log of several runs can be summarised (``--from-log``)."""
+    a JSON line as it ends, so that a log of several runs can be summarised (``--from-log``).
+    ``as_defaults``: fit each chosen point as a candidate default, as a user writes it
+    (:func:`default_run` with the point's parameters), instead of its validation curve."""
     makers = _models()
     records = []
 
@@ -133,7 +146,10 @@ def sweep(models, datasets, *, n_users, eval_every, patience, max_epochs, quick,
             grid = (QUICK if quick else GRIDS)[m]
             chosen = [] if points == [] else grid if points is None else [grid[i] for i in points if i < len(grid)]
             wait = 1 if quick else patience or PATIENCE[m]
-            for params in chosen:
+            for params in chosen if as_defaults else ():
+                out({"model": m, "dataset": name, "candidate": params,
+                     "default": default_run(makers[m], train, valid, quick, params)})
+            for params in () if as_defaults else chosen:
                 out({"model": m, "dataset": name, "params": params, "patience": wait, "eval_every": eval_every,
                      **curve_run(makers[m], params, train, valid, eval_every, wait, max_epochs)})
             if defaults:
@@ -163,7 +179,8 @@ def report(records, n_users, header, level="##"):
                   "|---|---|---|---|---|---|---|"]
         for name in datasets:
             pts = [r for r in records if r["model"] == m and r["dataset"] == name and "params" in r]
-            dfl = [r["default"] for r in records if r["model"] == m and r["dataset"] == name and "default" in r]
+            dfl = [r["default"] for r in records if r["model"] == m and r["dataset"] == name and "default" in r
+                   and "candidate" not in r]
             if not pts and not dfl:
                 continue
             b = max(pts, key=lambda r: r["ndcg"]) if pts else None
@@ -178,6 +195,14 @@ def report(records, n_users, header, level="##"):
         for r in (r for r in records if r["model"] == m and "params" in r):
             lines.append(f"- {r['dataset']} {json.dumps(r['params'])}: {r['ndcg']:.4f} / {r['best_epoch']} / "
                          f"{r['epochs']} / {r['s_per_epoch']:.2f}; {r['curve']}")
+        cands = [r for r in records if r["model"] == m and "candidate" in r]
+        if cands:
+            lines += ["", "Candidate defaults as a user writes them (``Model(**point)``, ``iterations=None``, no "
+                      "validation set; validation NDCG@10 / iterations_ / selection epochs / fit s):", ""]
+        for r in cands:
+            d = r["default"]
+            lines.append(f"- {r['dataset']} {json.dumps(r['candidate'])}: {d['ndcg']:.4f} / {d['iterations_']} / "
+                         f"{d['selection_epochs']} / {d['fit_s']:.0f}")
         lines.append("")
     return lines
 
@@ -189,7 +214,7 @@ def read_log(paths):
             for line in f:
                 if line.startswith("{"):
                     rec = json.loads(line)
-                    if "model" in rec and ("params" in rec or "default" in rec):
+                    if "model" in rec and ("params" in rec or "default" in rec or "candidate" in rec):
                         records.append(rec)
     return records
 
@@ -229,6 +254,9 @@ def main(argv=None):
     ap.add_argument("--no-defaults", action="store_true", help="skip the run of each model at its defaults")
     ap.add_argument("--points", nargs="+", type=int, help="run only these grid points (indices)")
     ap.add_argument("--only-defaults", action="store_true", help="run only each model at its defaults")
+    ap.add_argument("--as-defaults", action="store_true",
+                    help="fit the chosen points as candidate defaults, as a user writes them (iterations=None, no "
+                         "validation set), scored on the validation item, instead of their validation curves")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--output", default=None)
@@ -244,7 +272,8 @@ def main(argv=None):
     else:
         records = sweep(args.models, datasets, n_users=args.users, eval_every=args.eval_every,
                         patience=args.patience, max_epochs=args.max_epochs, quick=args.quick, quiet=args.quiet,
-                        defaults=not args.no_defaults, points=[] if args.only_defaults else args.points)
+                        defaults=not args.no_defaults, points=[] if args.only_defaults else args.points,
+                        as_defaults=args.as_defaults)
     emit(report(records, args.users, [f"Command: `{command}`  "]), args.output)
 
 
