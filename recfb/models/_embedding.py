@@ -8,7 +8,7 @@ import torch
 
 from recfb.distributed import get_comm
 from recfb.losses import Objective
-from recfb.models.base import Recommender
+from recfb.models.base import Recommender, neg_sqdist
 from recfb.train import TrainConfig, Trainer, TrainSpec
 from recfb.train.loop import fused_problems, refuse_fused
 from recfb.utils.device import resolve_device, seeded_rng
@@ -236,7 +236,7 @@ class EmbeddingRecommender(Recommender):
     # ------------------------------------------------------------------ scoring
     def _score_vectors(self, user_vectors: np.ndarray) -> np.ndarray:
         if self.metric == "l2":
-            return _neg_sqdist(user_vectors, self.item_factors)
+            return neg_sqdist(user_vectors, self.item_factors)
         return user_vectors @ self.item_factors.T
 
     def _score(self, userids, user_items):
@@ -249,7 +249,7 @@ class EmbeddingRecommender(Recommender):
 
     def _similar_scores(self, itemids):
         if self.metric == "l2":
-            return _neg_sqdist(self.item_factors[itemids], self.item_factors)
+            return neg_sqdist(self.item_factors, self.item_factors, rows=itemids)
         return super()._similar_scores(itemids)
 
     def recalculate_user(self, userid, user_items, steps: int = 50, learning_rate: float = 0.05) -> np.ndarray:
@@ -293,10 +293,3 @@ class EmbeddingRecommender(Recommender):
         self.item_factors = arrays["item_factors"]
 
 
-def _neg_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``-||a_r - b_c||^2`` (rows x rows of b) as float32. Expanded as ``2 a.b - ||a||^2 - ||b||^2``
-    in float64: in float32 the expansion cancels near zero distance, so one user's scores and
-    the same user's scores in a batch could differ in their leading digits."""
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    d = 2 * (a64 @ b64.T) - np.einsum("ij,ij->i", b64, b64)[None, :] - np.einsum("ij,ij->i", a64, a64)[:, None]
-    return np.minimum(d, 0.0).astype(np.float32)
