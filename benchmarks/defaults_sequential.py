@@ -146,12 +146,13 @@ def sweep(models, datasets, *, n_users, eval_every, patience, max_epochs, quick,
             grid = (QUICK if quick else GRIDS)[m]
             chosen = [] if points == [] else grid if points is None else [grid[i] for i in points if i < len(grid)]
             wait = 1 if quick else patience or PATIENCE[m]
-            for params in chosen if as_defaults else ():
-                out({"model": m, "dataset": name, "candidate": params,
-                     "default": default_run(makers[m], train, valid, quick, params)})
-            for params in () if as_defaults else chosen:
-                out({"model": m, "dataset": name, "params": params, "patience": wait, "eval_every": eval_every,
-                     **curve_run(makers[m], params, train, valid, eval_every, wait, max_epochs)})
+            for params in chosen:
+                if as_defaults:
+                    out({"model": m, "dataset": name, "candidate": params,
+                         "default": default_run(makers[m], train, valid, quick, params)})
+                else:
+                    out({"model": m, "dataset": name, "params": params, "patience": wait, "eval_every": eval_every,
+                         **curve_run(makers[m], params, train, valid, eval_every, wait, max_epochs)})
             if defaults:
                 out({"model": m, "dataset": name, "default": default_run(makers[m], train, valid, quick)})
     return records

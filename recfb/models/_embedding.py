@@ -8,7 +8,7 @@ import torch
 
 from recfb.distributed import get_comm
 from recfb.losses import Objective
-from recfb.models.base import Recommender, neg_sqdist
+from recfb.models.base import Recommender, neg_sqdist, neg_sqdist_rows
 from recfb.train import TrainConfig, Trainer, TrainSpec
 from recfb.train.loop import fused_problems, refuse_fused
 from recfb.utils.device import resolve_device, seeded_rng
@@ -249,7 +249,7 @@ class EmbeddingRecommender(Recommender):
 
     def _similar_scores(self, itemids):
         if self.metric == "l2":
-            return neg_sqdist(self.item_factors, self.item_factors, rows=itemids)
+            return neg_sqdist_rows(self.item_factors, itemids)
         return super()._similar_scores(itemids)
 
     def recalculate_user(self, userid, user_items, steps: int = 50, learning_rate: float = 0.05) -> np.ndarray:

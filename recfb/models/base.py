@@ -277,7 +277,7 @@ class Recommender:
 
     def _similar_user_scores(self, userids: np.ndarray) -> np.ndarray:
         if getattr(self, "metric", "ip") == "l2":  # distance models: -||u - v||^2
-            return neg_sqdist(self.user_factors, self.user_factors, rows=userids)
+            return neg_sqdist_rows(self.user_factors, userids)
         return _cosine(self.user_factors, userids)
 
     def _similar_scores(self, itemids: np.ndarray) -> np.ndarray:
@@ -401,20 +401,22 @@ def _cosine(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return c
 
 
-def neg_sqdist(a: np.ndarray, b: np.ndarray, rows=None) -> np.ndarray:
-    """``-||a_r - b_c||^2`` (rows of ``a`` x rows of ``b``) as float32; with ``rows``, the rows
-    ``a[rows]`` of ``b`` itself (``a is b``), whose distance to themselves is set to exactly 0.
-    Expanded as ``2 a.b - ||a||^2 - ||b||^2`` in float64: in float32 the expansion cancels near
-    zero distance, so one user's scores and the same user's scores in a batch could differ in
-    their leading digits; even in float64 a row's distance to itself can round to -3e-17."""
+def neg_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``-||a_r - b_c||^2`` (rows of ``a`` x rows of ``b``) as float32. Expanded as ``2 a.b -
+    ||a||^2 - ||b||^2`` in float64: in float32 the expansion cancels near zero distance, so one
+    user's scores and the same user's scores in a batch could differ in their leading digits."""
     a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if rows is not None:
-        rows = np.asarray(rows)
-        a64 = a64[rows]
     d = 2 * (a64 @ b64.T) - np.einsum("ij,ij->i", b64, b64)[None, :] - np.einsum("ij,ij->i", a64, a64)[:, None]
-    d = np.minimum(d, 0.0).astype(np.float32)
-    if rows is not None:
-        d[np.arange(rows.size), rows] = 0.0
+    return np.minimum(d, 0.0).astype(np.float32)
+
+
+def neg_sqdist_rows(factors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """:func:`neg_sqdist` of ``factors[rows]`` against every row of ``factors``, each row's
+    distance to itself exactly 0 (even in float64 the expansion can round it to -3e-17), as
+    :func:`_cosine` sets a row's own cosine to exactly 1."""
+    rows = np.asarray(rows)
+    d = neg_sqdist(factors[rows], factors)
+    d[np.arange(rows.size), rows] = 0.0
     return d
 
 

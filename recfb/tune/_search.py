@@ -365,14 +365,15 @@ def _pruning_callback(trial, min_validations: int = 1):
     ``min_validations``-th on, stops the fit when the study's pruner says so."""
     import optuna
 
-    seen = [0]
+    seen = 0
 
     def report(epoch, logs):
+        nonlocal seen
         if "valid" not in logs:
             return
         trial.report(float(logs["valid"]), epoch)
-        seen[0] += 1
-        if seen[0] >= min_validations and trial.should_prune():
+        seen += 1
+        if seen >= min_validations and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (validation {logs['valid']:.6g})")
     return report
 
