@@ -7,7 +7,7 @@ rows. It only imports numpy and scipy at module level; each backend imports its 
 the script runs in either environment and recfb is never installed beside the peers.
 
     python benchmarks/_peer_runner.py --train train.npz --model cornac.BPR --k 20 --out DIR \\
-        [--threads 2] [--warmup-users 64]
+        [--threads 2] [--warmup-users 64] [--repeats 3]
     python benchmarks/_peer_runner.py --versions        # JSON of this interpreter's library versions
 
 Input ``train.npz``: ``indptr``, ``indices``, ``shape`` of a binary CSR (users x items), read
@@ -20,6 +20,10 @@ conversion, no recommendation), ``warmup_seconds``, ``recommend_seconds``, ``pea
 Before the timed fit, the same model (a new instance at the same parameters) is fitted once on
 the first ``--warmup-users`` users' rows, so that one-off costs (numba JIT compilation, lazy
 library initialisation) are not in the timed fit; ``warmup_seconds`` reports what it cost.
+With ``--repeats N`` the full fit is timed N times, each on a new instance, and ``fit_seconds``
+is their median (``fit_seconds_all`` lists them): on a small log one fit takes about a second, and
+single timings of the same call varied by 1.5-2x on this 2-core machine. The last fit's model
+recommends.
 """
 from __future__ import annotations
 
@@ -332,8 +336,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(key: str, train_path, k: int, out_dir, threads: int, warmup_users: int) -> dict:
-    """Warm up, fit (timed), recommend the top ``k`` for every user; write ``out_dir``."""
+def run(key: str, train_path, k: int, out_dir, threads: int, warmup_users: int, repeats: int = 1) -> dict:
+    """Warm up, fit (timed, ``repeats`` times on new instances), recommend the top ``k`` for every
+    user; write ``out_dir``."""
     backend = BACKENDS[library_of(key)](key, threads)
     if library_of(key) == "recfb":
         import torch
@@ -347,11 +352,14 @@ def run(key: str, train_path, k: int, out_dir, threads: int, warmup_users: int) 
             backend.fit(backend.make(), small)
         warmup_seconds = time.perf_counter() - t0
     data = backend.prepare(X)
-    model = backend.make()
-    with backend.context():
-        t0 = time.perf_counter()
-        backend.fit(model, data)
-        fit_seconds = time.perf_counter() - t0
+    fit_all = []
+    for _ in range(repeats):
+        model = backend.make()
+        with backend.context():
+            t0 = time.perf_counter()
+            backend.fit(model, data)
+            fit_all.append(time.perf_counter() - t0)
+    fit_seconds = float(np.median(fit_all))
     t0 = time.perf_counter()
     ids, scores = backend.recommend(model, data, k)
     recommend_seconds = time.perf_counter() - t0
@@ -359,7 +367,8 @@ def run(key: str, train_path, k: int, out_dir, threads: int, warmup_users: int) 
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "topk.npz", ids=ids, scores=scores)
     result = {"model": key, "written": ALL_MODELS[key], "class": f"{type(model).__module__}.{type(model).__name__}",
-              "fit_seconds": fit_seconds, "warmup_seconds": warmup_seconds, "recommend_seconds": recommend_seconds,
+              "fit_seconds": fit_seconds, "fit_seconds_all": fit_all,
+              "warmup_seconds": warmup_seconds, "recommend_seconds": recommend_seconds,
               "peak_rss_mib": peak_rss_mib(), "threads": threads,
               "versions": versions()}
     (out_dir / "result.json").write_text(json.dumps(result, indent=1))
@@ -377,6 +386,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--warmup-users", type=int, default=64,
                         help="untimed warm-up fit on this many users' rows first (0: none; default 64)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time the full fit this many times (new instances); fit_seconds is the median")
     args = parser.parse_args(argv)
     if args.versions:
         print(json.dumps(versions()))
@@ -387,7 +398,9 @@ def main(argv=None) -> int:
         parser.error(f"--k == {args.k}, must be >= 1.")
     if args.threads < 1:
         parser.error(f"--threads == {args.threads}, must be >= 1.")
-    result = run(args.model, args.train, args.k, args.out, args.threads, args.warmup_users)
+    if args.repeats < 1:
+        parser.error(f"--repeats == {args.repeats}, must be >= 1.")
+    result = run(args.model, args.train, args.k, args.out, args.threads, args.warmup_users, args.repeats)
     print(json.dumps({k: result[k] for k in ("model", "fit_seconds", "warmup_seconds")}))
     return 0
 

@@ -16,7 +16,8 @@ train CSR (written to a temporary .npz, no pickle): recfb and implicit rows with
 interpreter, RecTools and Cornac rows with ``--peer-python`` (default ``.venv-peers/bin/python``,
 a venv made only for this benchmark, never a recfb dependency). The runner times the model's fit
 call only, after an untimed warm-up fit on 64 users (numba compilation and lazy initialisation
-are not in the figure; the warm-up time is printed with ``--verbose``), then writes the top 20
+are not in the figure; the warm-up time is printed with ``--verbose``); with ``--repeats N`` the
+fit is timed N times on fresh instances and the median is reported. It then writes the top 20
 unseen items of every user. Every row, recfb's included, is evaluated by the same code:
 ``recfb.evaluation.ranking_metrics`` on a :class:`TopLists` object that serves those
 precomputed lists through the ``recommend()`` contract (``--quick`` asserts that this gives
@@ -157,14 +158,14 @@ class Row:
     info: dict = field(default_factory=dict)
 
 
-def run_row(key, python, train_path, work, threads, timeout, verbose) -> tuple[Row, np.ndarray | None]:
+def run_row(key, python, train_path, work, threads, timeout, verbose, repeats=1) -> tuple[Row, np.ndarray | None]:
     """Fit one row in a child process; return the row and its top lists (``None`` if not run)."""
     row = Row(key, ALL_MODELS[key], library_of(key))
     out = Path(work) / key
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                OPENBLAS_NUM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore")
     cmd = [str(python), str(RUNNER), "--train", str(train_path), "--model", key, "--k", str(max(K)),
-           "--out", str(out), "--threads", str(threads)]
+           "--out", str(out), "--threads", str(threads), "--repeats", str(repeats)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, cwd=ROOT)
@@ -409,11 +410,16 @@ def parse_args(argv=None):
     parser.add_argument("--timeout-per-model", type=float, default=3600.0, metavar="S",
                         help="kill and skip a row whose process runs over S seconds (default 3600)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads per row (default: all cores)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="time each row's fit this many times (fresh instances, same process) and report the "
+                             "median (default 1)")
     parser.add_argument("--output", type=Path, metavar="FILE.md", help="write the markdown report here too")
     parser.add_argument("--verbose", action="store_true", help="warm-up, top-k, peak RSS columns; child stderr")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads == {args.threads}, must be >= 1.")
+    if args.repeats < 1:
+        parser.error(f"--repeats == {args.repeats}, must be >= 1.")
     if args.timeout_per_model <= 0:
         parser.error(f"--timeout-per-model == {args.timeout_per_model}, must be > 0.")
     return args
@@ -456,7 +462,7 @@ def main(argv=None) -> int:
             for key in keys:
                 python = args.peer_python if library_of(key) in ("rectools", "cornac") else sys.executable
                 row, lists = run_row(key, python, train_path, Path(tmp) / name, args.threads,
-                                     args.timeout_per_model, args.verbose)
+                                     args.timeout_per_model, args.verbose, args.repeats)
                 if lists is not None:
                     try:
                         check_lists(lists[0], train, key)
@@ -478,7 +484,8 @@ def main(argv=None) -> int:
              "",
              "Protocol: `random_holdout(ds, test_fraction=0.2, seed=0)` on the binarised dataset; every row ranks all "
              "items minus the user's train items and is scored by `recfb.evaluation.ranking_metrics` (k=10, 20); "
-             "fit seconds time the fit call only, after an untimed warm-up fit on 64 users; ratios: NDCG@10 over "
+             "fit seconds time the fit call only, after an untimed warm-up fit on 64 users"
+             + (f" (median of {args.repeats} fits on fresh instances)" if args.repeats > 1 else "") + "; ratios: NDCG@10 over "
              "recfb `MostPopular()`'s and implicit ALS's, fit over implicit BPR's. Targets (PASS/MISS) are the "
              "issue's, stated for ML-1M. Peers run unseeded, as their defaults are.", "",
              "Versions (recfb venv): " + ", ".join(f"{k} {v}" for k, v in main_info.items()
