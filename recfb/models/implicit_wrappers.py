@@ -15,8 +15,9 @@ def _blas_single_thread():
     """implicit asks for single-threaded BLAS; limit it only while implicit runs."""
     import implicit.cpu.als  # noqa: F401  (load implicit's BLAS users before limiting)
     import implicit.cpu.bpr  # noqa: F401
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(1, "blas")
+
+    from recfb.utils.threads import single_thread_blas
+    return single_thread_blas()
 
 
 class _ImplicitFactorModel(Recommender):

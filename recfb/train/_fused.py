@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from recfb.utils.threads import single_thread_blas
+
 BPR, BCE = 0, 1
 
 
@@ -553,13 +555,15 @@ def cml_sgd_epoch(U, V, users, items, order, negatives, weights, learning_rate, 
     The samples are visited in blocks of ``block_size`` (the autograd path's batch): within a
     block one update per sample (Hogwild across threads, as :func:`mf_sgd_epoch`); after each
     block one step on the covariance penalty of the block's rows, scaled as the batch's mean loss
-    is (``learning_rate * block_size * covariance``). Returns the summed loss.
+    is (``learning_rate * block_size * covariance``), its small matrix products on single-threaded
+    BLAS (:func:`recfb.utils.threads.single_thread_blas`: alternating with the kernel's threads, a
+    2-thread BLAS made the fit 3x slower on 2 cores). Returns the summed loss.
     """
     has_weights = weights is not None
     w = weights if has_weights else np.zeros(1, np.float32)
     lr, reg, m = np.float32(learning_rate), np.float32(regularization), np.float32(margin)
     total = 0.0
-    with kernel_threads(num_threads) as threads:
+    with kernel_threads(num_threads) as threads, single_thread_blas():
         for lo in range(0, order.size, block_size):
             hi = min(lo + block_size, order.size)
             total += float(_cml_block(U, V, users, items, order, negatives, w, has_weights, lo, hi, lr, reg, m,

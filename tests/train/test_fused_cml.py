@@ -92,3 +92,34 @@ def test_single_thread_is_deterministic_and_stays_in_the_unit_ball():
 class TestFusedCML(RecommenderContract):
     def make_model(self):
         return CML(factors=8, iterations=30, num_threads=1, random_state=0, device="cpu")
+
+
+def test_the_covariance_step_runs_on_single_threaded_blas(monkeypatch):
+    """The covariance step's matrix products run on one BLAS thread whatever the caller's limit
+    (a 2-thread OpenBLAS alternating with the kernel's threads made a CML fit 3x slower on 2
+    cores), and the caller's limit is back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import recfb.train._fused as fused
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    seen = []
+    real = fused._covariance_step
+
+    def spy(*args):
+        seen.append(blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(fused, "_covariance_step", spy)
+    rng = np.random.default_rng(0)
+    U = (0.1 * rng.normal(size=(20, 8))).astype(np.float32)
+    V = (0.1 * rng.normal(size=(30, 8))).astype(np.float32)
+    users, items = rng.integers(0, 20, 200), rng.integers(0, 30, 200)
+    negs = rng.integers(0, 30, (200, 3))
+    with threadpool_limits(2, "blas"):
+        outer = blas_threads()
+        fused.cml_sgd_epoch(U, V, users, items, np.arange(200), negs, None, 0.1, 0.0, 1.0, 30, 1.0, 50)
+        assert blas_threads() == outer
+    assert len(seen) == 4 and all(s == {1} for s in seen)
