@@ -21,7 +21,9 @@ clean-test NDCG@20 is only reported.
 the same protocol with the best epoch kept, exactly as inside a trial; "tuned" is
 ``recfb.tune.search(model, fit, valid, protocol=..., n_trials=N, seed=0)`` over MF's own
 ``search_space`` less ``loss`` (factors, learning rate, L2, negatives; the first trial is the
-model's derived defaults; the loss and the denoiser are the model under test and stay fixed).
+model's derived defaults; the loss and the denoiser are the model under test and stay fixed),
+plus the denoiser's own declared space (``denoise__drop_rate`` for T-CE, ``denoise__beta`` for
+R-CE, ``denoise__temperature`` for PLD), as ``recfb.tune.search``'s default space has it.
 """
 from __future__ import annotations
 
@@ -100,6 +102,7 @@ def main(argv=None):
     p.add_argument("--output", default=None)
     args = p.parse_args(argv)
     from recfb.models import MF
+    from recfb.tune.space import component_space
     # MF's own space without ``loss``: the objective (and the denoiser) is the model under test
     space = {k: v for k, v in MF.search_space.items() if k != "loss"}
     pruner = None if args.pruner_warmup is None else optuna.pruners.MedianPruner(
@@ -135,7 +138,7 @@ def main(argv=None):
                 model.set_params(iterations=3)
             t0 = time.perf_counter()
             res = tune.search(model, fit, valid, metric=metric, protocol=proto, n_trials=trials, seed=0,
-                              space=space, show_progress=False, pruner=pruner)
+                              space={**space, **component_space(model)}, show_progress=False, pruner=pruner)
             t_s = time.perf_counter() - t0
             states = [t.state.name for t in res.study.trials]
             r = {"family": family, "model": key, "default_valid": d_valid, "tuned_valid": res.best_value,

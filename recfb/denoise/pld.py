@@ -43,6 +43,10 @@ class PLD(Denoiser):
     warmup_epochs : int >= 0, default 5
     """
 
+    #: Default space of :func:`recfb.tune.search` for a model holding this denoiser (tuned as
+    #: ``"denoise__temperature"``): the sampling temperature, log-uniform around the default.
+    search_space = {"temperature": ("float", 0.05, 1.0, "log")}
+
     def __init__(self, pool_size: int = 5, temperature: float = 0.3, warmup_epochs: int = 5):
         validate_params("PLD", {"pool_size": pool_size, "temperature": temperature, "warmup_epochs": warmup_epochs},
                         {"pool_size": [Interval("int", 1, None)],

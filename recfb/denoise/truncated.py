@@ -69,6 +69,10 @@ class TCE(_PerInteractionStats):
     After training, ``dropped_`` marks the interactions dropped at their last visit.
     """
 
+    #: Default space of :func:`recfb.tune.search` for a model holding this denoiser (tuned as
+    #: ``"denoise__drop_rate"``): the paper's knob, around the default.
+    search_space = {"drop_rate": ("float", 0.05, 0.5)}
+
     def __init__(self, drop_rate: float = 0.2, warmup=0.3, criterion: str = "auto"):
         validate_params("TCE", {"drop_rate": drop_rate, "warmup": warmup, "criterion": criterion}, {
             "drop_rate": [Interval("real", 0, 1, closed="left")],
@@ -145,6 +149,10 @@ class RCE(_PerInteractionStats):
         ``True`` forces it (refused for objectives that cannot apply it), ``False`` weights the
         positives only.
     """
+
+    #: Default space of :func:`recfb.tune.search` for a model holding this denoiser (tuned as
+    #: ``"denoise__beta"``): the paper's knob, log-uniform around the default.
+    search_space = {"beta": ("float", 0.02, 0.5, "log")}
 
     def __init__(self, beta: float = 0.1, negatives="auto"):
         validate_params("RCE", {"beta": beta, "negatives": negatives},

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from recfb.tune.protocols import make_protocol
-from recfb.tune.space import check_space, suggest
+from recfb.tune.space import check_space, component_params, component_space, split_name, suggest
 
 
 @dataclass
@@ -23,7 +23,8 @@ class TuneResult:
     ----------
     best_params : dict
         The tuned parameters of the best completed trial (the parameters fixed on the model
-        passed in are not repeated here; ``best_model.get_params()`` has them all).
+        passed in are not repeated here; ``best_model.get_params()`` has them all). A
+        component's parameter is keyed ``component__parameter`` (``"denoise__beta"``).
     best_value : float
         The validation metric of ``best_model`` on ``valid_X``.
     best_model : Recommender
@@ -92,7 +93,11 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     space : dict or callable(trial) -> dict, optional
         Overrides ``type(model).search_space``: a dict in the spec format of
         :mod:`recfb.tune.space`, or a function of an ``optuna.Trial`` returning model
-        parameters (for parameters that are objects: losses, denoisers).
+        parameters (for parameters that are objects: losses, denoisers). The default space is the
+        model's, plus the declared space of each component it holds, prefixed by the parameter
+        that holds it: ``MF(denoise=RCE())`` also tunes ``"denoise__beta"``. A dict may name a
+        component's parameter the same way. Parameters set on the model, or on its component
+        (a value other than the component's default), stay fixed.
     seed : int, default 0
         Seed of the TPE sampler. For a resumed study it is mixed with the number of trials
         already there, so a continued study does not repeat its first trials; give each
@@ -175,7 +180,7 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     bound = proto.bind(model, train_X, valid_X)
     cls = type(model)
     fixed = explicit_params(model)
-    space_fn, dists = _space(cls, space, fixed)
+    space_fn, dists = _space(model, space, fixed)
     name = study_name or f"recfb-{cls.__name__}-{key}"
 
     store = open_storage(storage)
@@ -209,7 +214,7 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
         _check_study(study, cls, key, proto)
         if start_from_model and dists and created:
             # the model's own values, with those it derives from the data at fit (None -> l2_ ...)
-            own = {**model.get_params(), **derived}
+            own = {**model.get_params(), **derived, **_component_values(model, dists)}
             start = {n: v for n, v in own.items() if n in dists and _contains(dists[n], v)}
             if start:
                 study.enqueue_trial(start)
@@ -283,14 +288,36 @@ def explicit_params(model) -> dict:
 
 
 def build(model, params: dict):
-    """A fresh, unfitted copy of ``model`` with ``params`` set (the originals untouched)."""
+    """A fresh, unfitted copy of ``model`` with ``params`` set (the originals untouched);
+    ``component__parameter`` keys give the copy a new component (its ``denoise``) with that
+    parameter changed and the others as they were."""
     base = copy.deepcopy(model.get_params())
-    base.update(params)
+    nested = {}
+    for name, value in params.items():
+        head, sub = split_name(name)
+        if sub is None:
+            base[name] = value
+        else:
+            nested.setdefault(head, {})[sub] = value
+    for head, subs in nested.items():
+        part = base[head]
+        base[head] = type(part)(**{**component_params(part), **subs})
     return type(model)(**base)
 
 
-def _space(cls, space, fixed):
+def _component_values(model, dists) -> dict:
+    """The current values of the ``component__parameter`` entries of ``dists`` on ``model``."""
+    out = {}
+    for name in dists:
+        head, sub = split_name(name)
+        if sub is not None:
+            out[name] = getattr(getattr(model, head), sub)
+    return out
+
+
+def _space(model, space, fixed):
     """(callable(trial) -> params, distributions or None for a callable space)."""
+    cls = type(model)
     if callable(space) and not isinstance(space, dict):
         valid = cls._param_names()
 
@@ -306,8 +333,10 @@ def _space(cls, space, fixed):
         return from_callable, None
     if space is None:
         dists = {n: d for n, d in check_space(getattr(cls, "search_space", {}), cls).items() if n not in fixed}
+        # the components' own declared spaces (a denoiser's), as "denoise__beta"
+        dists.update(check_space(component_space(model), cls, model))
     else:
-        dists = check_space(space, cls)
+        dists = check_space(space, cls, model)
         clash = sorted(set(dists) & set(fixed))
         if clash:
             raise ValueError(f"parameter {clash[0]!r} is set on the model ({fixed[clash[0]]!r}) and also in space; "

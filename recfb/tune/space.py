@@ -22,6 +22,7 @@ that is not a primitive (a loss object, a denoiser) is tuned through a callable 
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -78,19 +79,68 @@ def to_distribution(name: str, spec):
     return od.FloatDistribution(float(low), float(high), log=log, step=None if step is None else float(step))
 
 
-def check_space(space: dict, model_class) -> dict:
+def component_params(obj) -> dict:
+    """``{name: value}`` of a component object's ``__init__`` parameters (a denoiser's), read
+    from its attributes of the same names; an object that does not keep one raises ``TypeError``
+    (it could not be rebuilt with one value changed)."""
+    names = [n for n, p in inspect.signature(type(obj).__init__).parameters.items()
+             if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    missing = [n for n in names if not hasattr(obj, n)]
+    if missing:
+        raise TypeError(f"{type(obj).__name__} does not keep its parameter {missing[0]!r} as an attribute, so its "
+                        "parameters cannot be tuned by name; tune it through a callable space.")
+    return {n: getattr(obj, n) for n in names}
+
+
+def split_name(name: str):
+    """``"denoise__beta"`` -> ``("denoise", "beta")``; a plain name -> ``(name, None)``."""
+    head, sep, tail = name.partition("__")
+    return (head, tail) if sep and head and tail else (name, None)
+
+
+def check_space(space: dict, model_class, model=None) -> dict:
     """``{name: optuna distribution}`` of ``space`` after checking that every key is an
-    ``__init__`` parameter of ``model_class`` and every spec is well-formed."""
+    ``__init__`` parameter of ``model_class``, or ``component__parameter`` of a component the
+    ``model`` instance holds (its ``denoise``), and every spec is well-formed."""
     if not isinstance(space, dict):
         raise TypeError(f"space must be a dict {{parameter: spec}} or a callable(trial) -> dict, "
                         f"got {type(space).__name__}.")
     valid = model_class._param_names()
     out = {}
     for name, spec in space.items():
-        if name not in valid:
+        head, sub = split_name(name)
+        if head not in valid:
             raise ValueError(f"parameter {name!r} is not a parameter of {model_class.__name__}; valid parameters: "
                              f"{valid}.")
+        if sub is not None:
+            part = getattr(model, head, None) if model is not None else None
+            if part is None or isinstance(part, _PRIMITIVES):
+                raise ValueError(f"parameter {name!r}: the model's {head!r} is {part!r}, not a component with "
+                                 f"parameters of its own.")
+            own = component_params(part)
+            if sub not in own:
+                raise ValueError(f"parameter {name!r}: {sub!r} is not a parameter of {type(part).__name__}; valid "
+                                 f"parameters: {sorted(own)}.")
+            if head in space:
+                raise ValueError(f"space holds both {head!r} and {name!r}; give one of them.")
         out[name] = to_distribution(name, spec)
+    return out
+
+
+def component_space(model) -> dict:
+    """The declared spaces of the components ``model`` holds (a denoiser's ``search_space``), as
+    ``{"component__parameter": spec}``, less the parameters set on the component (those that
+    differ from its ``__init__`` defaults, which stay fixed as the model's own do)."""
+    out = {}
+    for head, part in model.get_params().items():
+        declared = getattr(type(part), "search_space", None)
+        if isinstance(part, _PRIMITIVES) or not isinstance(declared, dict):
+            continue
+        defaults = {n: p.default for n, p in inspect.signature(type(part).__init__).parameters.items()}
+        own = component_params(part)
+        for sub, spec in declared.items():
+            if sub in own and own[sub] == defaults.get(sub, inspect.Parameter.empty):
+                out[f"{head}__{sub}"] = spec
     return out
 
 

@@ -134,6 +134,56 @@ def test_space_override_dict_and_callable(data):
     assert res.best_model.denoise.drop_rate == res.study.best_trial.params["drop_rate"]
 
 
+def _mf_denoised(denoiser):
+    return MF(loss="bce", iterations=2, batch_size=512, device="cpu", optimizer="adam", denoise=denoiser)
+
+
+def test_a_denoisers_declared_space_joins_the_default_space(data):
+    """MF(denoise=RCE()) tunes RCE's beta as "denoise__beta" beside MF's own parameters: the
+    first trial holds the default beta, the tuned copy gets a new RCE with the best beta and
+    its other parameters as they were, and the model passed in is untouched."""
+    from recfb.denoise import RCE
+
+    model = _mf_denoised(RCE(negatives=True))
+    res = run(model, data, n_trials=3)
+    trials = params_of(res)
+    assert all("denoise__beta" in p and 0.02 <= p["denoise__beta"] <= 0.5 for p in trials)
+    assert {"factors", "learning_rate"} <= set(trials[0])
+    assert trials[0]["denoise__beta"] == 0.1  # the model's own value starts the study
+    assert len({p["denoise__beta"] for p in trials}) == 3
+    best = res.best_model.denoise
+    assert isinstance(best, RCE) and best is not model.denoise
+    assert best.beta == res.best_params["denoise__beta"] and best.negatives is True
+    assert model.denoise.beta == 0.1 and not hasattr(model, "net_")
+
+
+def test_a_component_parameter_set_on_it_stays_fixed_and_a_dict_space_can_name_one(data):
+    from recfb.denoise import RCE, TCE
+
+    res = run(_mf_denoised(RCE(beta=0.2)), data, n_trials=2)
+    assert all("denoise__beta" not in p for p in params_of(res))
+    assert res.best_model.denoise.beta == 0.2
+    res = run(_mf_denoised(TCE()), data, n_trials=2, space={"denoise__drop_rate": ("float", 0.05, 0.1)})
+    assert all(set(p) == {"denoise__drop_rate"} and 0.05 <= p["denoise__drop_rate"] <= 0.1 for p in params_of(res))
+    assert res.best_model.denoise.drop_rate == res.best_params["denoise__drop_rate"]
+    assert res.best_model.denoise.warmup == 0.3 and res.best_model.denoise.criterion == "auto"
+
+
+@pytest.mark.parametrize("space,match", [
+    ({"denoise__nope": ("float", 0.1, 0.2)}, "'nope' is not a parameter of RCE"),
+    ({"factors__x": ("int", 1, 2)}, "'factors' is 8, not a component"),
+    ({"denoise": ("categorical", [None]), "denoise__beta": ("float", 0.1, 0.2)}, "both 'denoise' and"),
+    ({"nope__beta": ("float", 0.1, 0.2)}, "'nope__beta' is not a parameter of MF"),
+])
+def test_a_bad_component_parameter_is_refused_by_name(data, space, match):
+    from recfb.denoise import RCE
+
+    with pytest.raises(ValueError, match=match):
+        run(MF(loss="bce", factors=8, iterations=1, device="cpu", denoise=RCE()), data, n_trials=1, space=space)
+    with pytest.raises(ValueError, match="'denoise' is None, not a component"):
+        run(MF(loss="bce", iterations=1, device="cpu"), data, n_trials=1, space={"denoise__beta": ("float", 0.1, 0.2)})
+
+
 def test_a_clearly_bad_trial_is_pruned_early(data):
     # from epoch 2 on, ThresholdPruner prunes an epoch below 0.06: a learning rate of 1e-7 stays at
     # the random model's ~0.04, 0.05 passes 0.08 by then
