@@ -119,10 +119,13 @@ def search(model, train_X, valid_X, *, metric: str = "ndcg@10", n_trials: int | 
     pruner : optuna pruner, optional
         Default ``MedianPruner(n_startup_trials=5, n_warmup_steps=w)`` with ``w = max(2,
         ceil(PRUNER_WARMUP_FRACTION * epochs))`` for the model's epochs as passed or derived
-        (``iterations``; 2 where the model has none): no trial is stopped in the first fifth of
-        its run. A fixed 2 epochs stopped the slow starters of a 100-epoch cosine schedule, the
-        eventual winners (T-CE, NBPO: 30 trials tied the defaults; with a fifth, +1.7-1.9%
-        validation; benchmarks/tune_protocols_results.md). Nor is a trial stopped before its
+        (``iterations``; 2 where the model has none): no trial is stopped in the first half of
+        its run. Earlier warm-ups stopped the slow starters of a 100-epoch cosine schedule (large
+        factors, lower learning rates), the eventual winners: with a fixed 2 epochs T-CE and NBPO
+        tied their defaults in 30 trials, and with a fifth T-CE and R-CE still tied once the
+        denoiser's own knob joined the space, while unpruned they found +4.1% and +4.8% and with
+        half the run +5.5% (T-CE) on clean validation (benchmarks/tune_protocols_results.md,
+        "Seventh session"). The cost is time: the pruned trials run longer. Nor is a trial stopped before its
         :data:`PRUNER_MIN_VALIDATIONS`-th validation: a model that validates every few epochs
         (the sequential models at ``iterations=None``, every ~100 optimiser steps, 8 epochs on a
         1,500-user log) would otherwise be judged on its first validation, which the epoch
@@ -371,7 +374,7 @@ def _sampler_seed(seed, n_before: int):
 
 
 #: the fraction of a trial's epochs before the default pruner may stop it
-PRUNER_WARMUP_FRACTION = 0.2
+PRUNER_WARMUP_FRACTION = 0.5
 #: validations a trial reports before the default pruner may stop it: the sequential models at
 #: their defaults validate every ~100 optimiser steps and stop after 16-24 validations on the
 #: 1,500-user Beauty and Video logs (benchmarks/RESULTS.md, "The epoch rule after the plateau
@@ -380,7 +383,7 @@ PRUNER_MIN_VALIDATIONS = 3
 
 
 def pruner_warmup(params: dict) -> int:
-    """Epochs before the default median pruner may stop a trial: ``max(2, ceil(0.2 *
+    """Epochs before the default median pruner may stop a trial: ``max(2, ceil(0.5 *
     iterations))`` for a model with an epoch count (``params["iterations"]``, as passed or
     derived), else 2."""
     epochs = params.get("iterations")

@@ -213,17 +213,17 @@ def test_median_pruner_stops_the_worse_trial(data):
     assert bad.state.name == "PRUNED" and len(bad.intermediate_values) == 2  # of 6 epochs
 
 
-def test_default_pruner_waits_a_fifth_of_the_run(data):
+def test_default_pruner_waits_half_of_the_run(data):
     from recfb.tune._search import pruner_warmup
-    # the rule, against hand-computed values: max(2, ceil(0.2 * epochs)); no epochs: 2
-    assert [pruner_warmup({"iterations": n}) for n in (1, 5, 11, 20, 100)] == [2, 2, 3, 4, 20]
+    # the rule, against hand-computed values: max(2, ceil(0.5 * epochs)); no epochs: 2
+    assert [pruner_warmup({"iterations": n}) for n in (1, 5, 11, 20, 100)] == [2, 3, 6, 10, 50]
     assert pruner_warmup({"iterations": None}) == pruner_warmup({}) == 2
     res = run(bpr(iterations=15), data, n_trials=1, space=SMALL_SPACE)
-    assert res.study.pruner._n_warmup_steps == 3
+    assert res.study.pruner._n_warmup_steps == 8
     # derived epochs count too: BPR on the kernel derives clip(4e7 / nnz, 30, 100) = 100 here
     res = run(BPR(device="cpu"), data, n_trials=1, space={"factors": ("int", 4, 8)})
-    assert res.study.pruner._n_warmup_steps == 20
-    # and no trial is stopped before epoch 3 (epochs count from 1; the old fixed rule stopped at 2)
+    assert res.study.pruner._n_warmup_steps == 50
+    # and no trial is stopped before epoch 8 (epochs count from 1; the old fixed rule stopped at 2)
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage, study_name="w", direction="maximize")
     for lr in (0.05, 1e-6):
@@ -231,12 +231,12 @@ def test_default_pruner_waits_a_fifth_of_the_run(data):
     res = run(bpr(iterations=15), data, storage=storage, study_name="w", n_trials=7,
               space={"learning_rate": ("float", 1e-6, 0.1, "log")})
     pruned = [t for t in res.study.trials if t.state.name == "PRUNED"]
-    assert pruned and all(len(t.intermediate_values) >= 3 for t in pruned)
+    assert pruned and all(len(t.intermediate_values) >= 8 for t in pruned)
 
 
 def test_default_pruner_waits_for_the_third_validation(sequences):
-    # a model validated every 3 epochs: the epoch warm-up (max(2, ceil(0.2 * 12)) = 3) alone would
-    # judge a trial on its first validation; the default pruner waits for PRUNER_MIN_VALIDATIONS
+    # a model validated every 3 epochs: the epoch warm-up (max(2, ceil(0.5 * 12)) = 6) alone would
+    # judge a trial on its second validation; the default pruner waits for PRUNER_MIN_VALIDATIONS
     from recfb.tune._search import PRUNER_MIN_VALIDATIONS
     assert PRUNER_MIN_VALIDATIONS == 3
     train, valid, _ = sequences
