@@ -22,7 +22,7 @@ the first ``--warmup-users`` users' rows, so that one-off costs (numba JIT compi
 library initialisation) are not in the timed fit; ``warmup_seconds`` reports what it cost.
 With ``--repeats N`` the full fit is timed N times, each on a new instance, and ``fit_seconds``
 is their median (``fit_seconds_all`` lists them): on a small log one fit takes about a second, and
-single timings of the same call varied by 1.5-2x on this 2-core machine. The last fit's model
+single timings of the same call varied by 1.5-3x on this 2-core machine. The last fit's model
 recommends.
 """
 from __future__ import annotations

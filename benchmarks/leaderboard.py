@@ -467,10 +467,13 @@ def main(argv=None) -> int:
             train_path = Path(tmp) / f"{name}-train.npz"
             write_train(train_path, train)
             rows = []
-            for key in keys:
+            def fit_row(key):
                 python = args.peer_python if library_of(key) in ("rectools", "cornac") else sys.executable
-                row, lists = run_row(key, python, train_path, Path(tmp) / name, args.threads,
-                                     args.timeout_per_model, args.verbose, args.repeats)
+                return run_row(key, python, train_path, Path(tmp) / name, args.threads, args.timeout_per_model,
+                               args.verbose, args.repeats)
+
+            for key in keys:
+                row, lists = fit_row(key)
                 if lists is not None:
                     try:
                         check_lists(lists[0], train, key)
@@ -487,9 +490,7 @@ def main(argv=None) -> int:
                 for row in rows:
                     if row.status != "ok":
                         continue
-                    python = args.peer_python if row.library in ("rectools", "cornac") else sys.executable
-                    again, _ = run_row(row.key, python, train_path, Path(tmp) / name, args.threads,
-                                       args.timeout_per_model, args.verbose, args.repeats)
+                    again, _ = fit_row(row.key)
                     row.info.setdefault("fit_seconds_rounds", [row.fit_seconds]).append(again.fit_seconds)
                     print(f"  round {r + 1}: {row.key:<18} fit {again.fit_seconds:9.2f} s")
             for row in rows:

@@ -191,7 +191,7 @@ def _weighted_square_sum(x, rows, weights):  # pragma: no cover
 
 def _numba_threads():
     """numba runs the kernels on torch's thread count (``torch.set_num_threads``), restored after."""
-    from recfb.train._fused import kernel_threads
+    from recfb.utils.threads import kernel_threads
     return kernel_threads(torch.get_num_threads())
 
 

@@ -8,13 +8,12 @@ With ``num_threads=1`` it is deterministic; with more threads updates race (as i
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 from numba import njit, prange
 
-from recfb.utils.threads import single_thread_blas
+from recfb.utils.threads import kernel_threads, single_thread_blas
 
 BPR, BCE = 0, 1
 
@@ -402,21 +401,6 @@ def mf_sgd_epoch(U, V, bias, users, items, order, negatives, weights, learning_r
         return float(_epoch_rce(U, V, b, has_bias, users, items, order, negatives, w, has_weights,
                                 np.float32(learning_rate), np.float32(regularization), kind, threads,
                                 float(beta), bool(rce_neg), last_loss, last_weight))
-
-
-@contextlib.contextmanager
-def kernel_threads(num_threads):
-    """numba's thread count for one kernel call (0/None: all of numba's threads), restored after
-    (the MF, CML and LightGCN kernels)."""
-    import numba
-    threads = numba.config.NUMBA_NUM_THREADS if num_threads in (0, None) else int(num_threads)
-    threads = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        numba.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------- collaborative metric learning
